@@ -1,0 +1,149 @@
+// emmap — the interface between the portable core and the operating system.
+//
+// The core (src/) never calls the OS: it asks a MappingBackend. Exactly one
+// implementation is compiled into a build (platform/linux, darwin or bsd,
+// chosen by Meson's `backend` option); all of them share the POSIX code in
+// platform/posix. OS quirks are normalised here: every method returns an
+// emmap::Error whose code is portable, and nothing throws.
+//
+// Address-space model. A mapping lives inside a *reservation*: a range of
+// address space made inaccessible (PROT_NONE, no memory committed) that is
+// owned by one Mapping generation. File or anonymous memory is placed into
+// the reservation with `map_into` (MAP_FIXED on our own range, so it can
+// never clobber somebody else's memory). Growth maps more of the file after
+// the mapped part; shrinking replaces the tail with read-only zero pages, so
+// a pointer handed out earlier can still be read, it just reads zeros.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "error.h"
+
+namespace emmap {
+
+using FileId = int;  // an OS file descriptor; kNoFile for anonymous maps
+inline constexpr FileId kNoFile = -1;
+
+enum class Sharing : std::uint8_t {
+  shared,           // writes reach the file and other mappers
+  shared_validate,  // shared, and the OS must reject flags it does not know
+  private_,         // copy-on-write: writes stay in this process
+};
+
+enum class Advice : std::uint8_t { normal, random, sequential, willneed, dontneed };
+
+enum class HugePages : std::uint8_t { none, default_size, size_2mb, size_1gb };
+
+// What this backend can do. The core and the Erlang layer read this to
+// refuse an option that changes meaning, or to list a pure hint as ignored.
+struct Capabilities {
+  bool resize = false;           // a mapping's length can change at all
+  bool extend_in_place = false;  // a reservation can grow without moving
+  bool map_sync = false;         // MAP_SYNC (DAX) flag exists
+  bool shared_validate = false;  // MAP_SHARED_VALIDATE exists
+  bool fixed_noreplace = false;  // {address, A} can refuse occupied ranges atomically
+  bool populate = false;         // prefaulting flag exists (else madvise WILLNEED)
+  bool nocache = false;          // MAP_NOCACHE exists
+  bool noreserve = false;        // MAP_NORESERVE exists
+  bool uninitialized = false;    // MAP_UNINITIALIZED exists
+  bool huge_pages = false;       // MAP_HUGETLB exists
+  bool nosync = false;           // MAP_NOSYNC exists (BSD: no periodic flush)
+  bool full_fsync = false;       // F_FULLFSYNC exists (drive cache flush)
+};
+
+// Flags for opening the backing file.
+struct FileOpen {
+  bool write = false;
+  bool create = false;
+  bool truncate = false;
+  bool exclusive = false;  // with create: fail with eexist if the file exists
+  std::uint32_t mode = 0600;  // applied exactly (not filtered by the umask) to a file we create
+};
+
+struct FileStat {
+  std::uint64_t size = 0;
+  bool regular = false;
+};
+
+// One request to place memory at `at` (inside a reservation we own).
+struct MapRequest {
+  FileId fd = kNoFile;             // kNoFile: anonymous memory
+  std::uint64_t file_offset = 0;   // page aligned
+  std::size_t length = 0;          // multiple of the page size, > 0
+  bool writable = false;
+  Sharing sharing = Sharing::shared;
+  bool populate = false;
+  bool nocache = false;
+  bool noreserve = false;
+  bool uninitialized = false;
+  bool map_sync = false;
+  bool nosync = false;
+  HugePages huge = HugePages::none;
+};
+
+class MappingBackend {
+ public:
+  virtual ~MappingBackend() = default;
+
+  // "linux", "darwin" or "bsd".
+  virtual std::string_view name() const noexcept = 0;
+  virtual const Capabilities& capabilities() const noexcept = 0;
+  virtual std::size_t page_size() const noexcept = 0;
+
+  // ---- files -------------------------------------------------------------
+  // Opens with O_CLOEXEC. Errors: enoent, eacces, eexist, eisdir, emfile,
+  // enametoolong, einval (e.g. a NUL byte in the path) and other open(2) codes.
+  virtual Result<FileId> open_file(const char* path, const FileOpen& how) noexcept = 0;
+  // Errors: ebadf, eio.
+  virtual Error close_file(FileId fd) noexcept = 0;
+  // Errors: ebadf, eoverflow.
+  virtual Result<FileStat> stat_file(FileId fd) noexcept = 0;
+  // Sets the file length (ftruncate). Errors: efbig (beyond RLIMIT_FSIZE or the
+  // file system's limit; checked first, so no SIGXFSZ is raised), einval, eio, erofs.
+  virtual Error set_file_size(FileId fd, std::uint64_t size) noexcept = 0;
+  // Reserves disk blocks for [offset, offset+len) and extends the file to
+  // cover it, so later stores through the map cannot fail for lack of space.
+  // Errors: enospc, edquot, efbig, eio.
+  virtual Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept = 0;
+  // Errors: enoent, eacces, ebusy.
+  virtual Error unlink(const char* path) noexcept = 0;
+
+  // ---- address space -----------------------------------------------------
+  // Reserves `len` bytes of inaccessible address space. With `at` == nullptr
+  // anywhere; otherwise exactly at `at` or fails with eexist (never replaces
+  // an existing mapping). Errors: enomem, eexist, einval (unaligned `at`).
+  virtual Result<void*> reserve(std::size_t len, void* at) noexcept = 0;
+  // Grows the reservation [base, base+old_len) to new_len without moving it.
+  // Errors: enomem (the addresses after it are taken), eopnotsupp.
+  virtual Error extend_reservation(void* base, std::size_t old_len, std::size_t new_len) noexcept = 0;
+  // Places the request's memory at `at`, which must lie in our reservation.
+  // Errors: eacces (mode vs fd), enodev, enomem, eopnotsupp (a flag this OS or
+  // this file system does not support, e.g. MAP_SYNC without DAX), eagain.
+  virtual Error map_into(void* at, const MapRequest& req) noexcept = 0;
+  // Replaces [at, at+len) with read-only zero pages (used when shrinking and
+  // to neutralise pages lost to truncation). Errors: enomem.
+  virtual Error zero_fill(void* at, std::size_t len) noexcept = 0;
+  // Returns [at, at+len) to the inaccessible reservation. Errors: enomem.
+  virtual Error unreserve_tail(void* at, std::size_t len) noexcept = 0;
+  // Gives the whole reservation back to the OS. Errors: einval.
+  virtual Error release(void* base, std::size_t len) noexcept = 0;
+
+  // ---- data --------------------------------------------------------------
+  // Makes [addr, addr+len) durable: when this returns ok the bytes are on
+  // stable storage (msync MS_SYNC; F_FULLFSYNC where the OS needs it to get
+  // past the drive cache; cache-line flush on MAP_SYNC maps). `addr` page
+  // aligned. Errors: eio, enomem (range not mapped), einval.
+  virtual Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept = 0;
+  // Errors: einval, enomem, eagain.
+  virtual Error advise(void* addr, std::size_t len, Advice advice) noexcept = 0;
+  // mlock. Errors: enomem (RLIMIT_MEMLOCK), eperm, eagain.
+  virtual Error lock(void* addr, std::size_t len) noexcept = 0;
+};
+
+// The backend this build was configured with (a process-wide singleton).
+std::shared_ptr<MappingBackend> make_backend();
+
+}  // namespace emmap

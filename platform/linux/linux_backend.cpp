@@ -1,0 +1,145 @@
+// Linux: MAP_POPULATE, MAP_SHARED_VALIDATE|MAP_SYNC (DAX), MAP_FIXED_NOREPLACE,
+// MAP_NORESERVE, MAP_UNINITIALIZED, MAP_HUGETLB, fallocate(2), and a
+// cache-line flush instead of msync on MAP_SYNC mappings.
+//
+// Why no mremap for growth: mremap can only grow a single VMA in place, and
+// our region is the file mapping followed by the PROT_NONE reservation. To
+// use it we would first have to unmap the reservation tail, leaving a window
+// in which another thread's mmap (the BEAM's allocators run concurrently)
+// could take those addresses. Mapping the new range MAP_FIXED over our own
+// reservation, and extending the reservation with MAP_FIXED_NOREPLACE, is
+// atomic and never moves memory a caller still points into.
+#include <fcntl.h>
+#include <linux/mman.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "errors.h"
+#include "posix_backend.h"
+
+namespace emmap {
+namespace {
+
+class LinuxBackend final : public posix::PosixBackend {
+ public:
+  LinuxBackend() {
+    caps_.extend_in_place = true;
+#if defined(MAP_SHARED_VALIDATE) && defined(MAP_SYNC)  // Linux 4.15
+    caps_.map_sync = true;
+    caps_.shared_validate = true;
+#endif
+#ifdef MAP_FIXED_NOREPLACE  // Linux 4.17; older kernels treat it as a hint, which reserve_exact checks
+    caps_.fixed_noreplace = true;
+#endif
+#ifdef MAP_POPULATE
+    caps_.populate = true;
+#endif
+#ifdef MAP_NORESERVE
+    caps_.noreserve = true;
+#endif
+#ifdef MAP_UNINITIALIZED  // honoured only with CONFIG_MMAP_ALLOW_UNINITIALIZED
+    caps_.uninitialized = true;
+#endif
+#ifdef MAP_HUGETLB
+    caps_.huge_pages = true;
+#endif
+  }
+
+  std::string_view name() const noexcept override { return "linux"; }
+
+  Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override {
+    if (len == 0) return {};
+    if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);
+    if (Error e = check_file_size_limit(offset + len)) return e;
+    int r;
+    do {
+      r = ::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(len));
+    } while (r != 0 && errno == EINTR);
+    if (r == 0) return {};
+    // File systems without fallocate (some network and FUSE ones) get the
+    // portable path, which still reserves the space by writing it.
+    if (errno == EOPNOTSUPP) return allocate_portable(fd, offset, len);
+    return posix::last_error();
+  }
+
+  Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept override {
+#if defined(__x86_64__) || defined(__i386__)
+    if (map_sync) {
+      // MAP_SYNC guarantees the file metadata is durable for every written
+      // page; only the CPU caches stand between our stores and the media.
+      constexpr std::uintptr_t line = 64;
+      auto p = reinterpret_cast<std::uintptr_t>(addr) & ~(line - 1);
+      const auto end = reinterpret_cast<std::uintptr_t>(addr) + len;
+      for (; p < end; p += line) __builtin_ia32_clflush(reinterpret_cast<const void*>(p));
+      __builtin_ia32_sfence();
+      return {};
+    }
+#endif
+    return PosixBackend::sync(addr, len, fd, map_sync);
+  }
+
+ protected:
+  Result<int> os_map_flags(const MapRequest& req) const noexcept override {
+    int f = 0;
+    if (req.map_sync) {
+#if defined(MAP_SHARED_VALIDATE) && defined(MAP_SYNC)
+      if (req.sharing == Sharing::private_ || req.fd == kNoFile) return Error(Errc::einval, EINVAL);
+      f |= MAP_SHARED_VALIDATE | MAP_SYNC;
+#else
+      return Error(Errc::eopnotsupp, EOPNOTSUPP);
+#endif
+    } else if (req.sharing == Sharing::shared_validate) {
+#ifdef MAP_SHARED_VALIDATE
+      f |= MAP_SHARED_VALIDATE;
+#endif
+    }
+#ifdef MAP_POPULATE
+    if (req.populate) f |= MAP_POPULATE;
+#endif
+#ifdef MAP_NORESERVE
+    if (req.noreserve) f |= MAP_NORESERVE;
+#endif
+#ifdef MAP_UNINITIALIZED
+    if (req.uninitialized && req.fd == kNoFile) f |= MAP_UNINITIALIZED;
+#endif
+    if (req.huge != HugePages::none) {
+#ifdef MAP_HUGETLB
+      f |= MAP_HUGETLB;
+      if (req.huge == HugePages::size_2mb) {
+#ifdef MAP_HUGE_2MB
+        f |= MAP_HUGE_2MB;
+#else
+        return Error(Errc::eopnotsupp, EOPNOTSUPP);
+#endif
+      } else if (req.huge == HugePages::size_1gb) {
+#ifdef MAP_HUGE_1GB
+        f |= MAP_HUGE_1GB;
+#else
+        return Error(Errc::eopnotsupp, EOPNOTSUPP);
+#endif
+      }
+#else
+      return Error(Errc::eopnotsupp, EOPNOTSUPP);
+#endif
+    }
+    return f;
+  }
+
+  int noreplace_flags() const noexcept override {
+#ifdef MAP_FIXED_NOREPLACE
+    return MAP_FIXED_NOREPLACE;
+#else
+    return 0;
+#endif
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<MappingBackend> make_backend() {
+  static const std::shared_ptr<MappingBackend> backend = std::make_shared<LinuxBackend>();
+  return backend;
+}
+
+}  // namespace emmap

@@ -1,0 +1,271 @@
+#include "posix_backend.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <climits>
+#include <limits>
+
+#include "errors.h"
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+
+namespace emmap::posix {
+
+namespace {
+
+// Runs a syscall-like function until it stops failing with EINTR.
+template <typename F>
+auto retry_eintr(F f) {
+  for (;;) {
+    auto r = f();
+    if (r != -1 || errno != EINTR) return r;
+  }
+}
+
+int prot_for(bool writable) { return writable ? PROT_READ | PROT_WRITE : PROT_READ; }
+
+}  // namespace
+
+PosixBackend::PosixBackend() {
+  const long ps = ::sysconf(_SC_PAGESIZE);
+  page_size_ = ps > 0 ? static_cast<std::size_t>(ps) : 4096;
+  // Growth maps more of the file into our own reservation, which is plain
+  // POSIX; backends that cannot (darwin, by the contract) turn it off.
+  caps_.resize = true;
+  caps_.extend_in_place = true;  // hint + check works everywhere
+}
+
+Result<FileId> PosixBackend::open_file(const char* path, const FileOpen& how) noexcept {
+  int flags = O_CLOEXEC | (how.write ? O_RDWR : O_RDONLY);
+  if (how.create) flags |= O_CREAT;
+  if (how.create && how.exclusive) flags |= O_EXCL;
+  if (how.truncate && how.write) flags |= O_TRUNC;
+  const int fd = retry_eintr([&] { return ::open(path, flags, static_cast<mode_t>(how.mode)); });
+  if (fd < 0) return last_error();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const Error e = last_error();
+    ::close(fd);
+    return e;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Error(Errc::eisdir, EISDIR);
+  }
+  // The umask would turn {chmod, 8#644} into something else; the caller's
+  // mode is the contract for files we create.
+  if (how.create && how.exclusive && ::fchmod(fd, static_cast<mode_t>(how.mode)) != 0) {
+    const Error e = last_error();
+    ::close(fd);
+    return e;
+  }
+  return fd;
+}
+
+Error PosixBackend::close_file(FileId fd) noexcept {
+  // close(2) must not be retried on EINTR: the descriptor is gone either way.
+  if (::close(fd) != 0 && errno != EINTR) return last_error();
+  return {};
+}
+
+Result<FileStat> PosixBackend::stat_file(FileId fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return last_error();
+  FileStat out;
+  out.size = st.st_size > 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  out.regular = S_ISREG(st.st_mode);
+  return out;
+}
+
+Error PosixBackend::check_file_size_limit(std::uint64_t size) noexcept {
+  if (size > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()))
+    return Error(Errc::efbig, EFBIG);
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      size > static_cast<std::uint64_t>(rl.rlim_cur))
+    return Error(Errc::efbig, EFBIG);
+  return {};
+}
+
+Error PosixBackend::set_file_size(FileId fd, std::uint64_t size) noexcept {
+  if (Error e = check_file_size_limit(size)) return e;
+  if (retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(size)); }) != 0)
+    return last_error();
+  return {};
+}
+
+Error PosixBackend::allocate_portable(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept {
+#if defined(HAVE_POSIX_FALLOCATE)
+  int r;
+  do {
+    r = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(len));
+  } while (r == EINTR);
+  if (r != EINVAL && r != EOPNOTSUPP) return r == 0 ? Error() : Error(errc_from_errno(r), r);
+  // Some file systems refuse posix_fallocate (ZFS says EINVAL): fall through.
+#endif
+  // Write zeros over every block not yet backed, so the file system has to
+  // find the space now. pwrite of an existing range would clobber data, so
+  // only the part past the current end is written.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return last_error();
+  const std::uint64_t end = offset + len;
+  std::uint64_t pos = static_cast<std::uint64_t>(st.st_size);
+  if (pos >= end) return {};
+  static const char zeros[4096] = {};
+  while (pos < end) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof zeros, end - pos));
+    const ssize_t w = retry_eintr([&] { return ::pwrite(fd, zeros, n, static_cast<off_t>(pos)); });
+    if (w < 0) {
+      const Error e = last_error();
+      // Leave the file as it was: a half-grown file would be a silent change.
+      (void)::ftruncate(fd, st.st_size);
+      return e;
+    }
+    pos += static_cast<std::uint64_t>(w);
+  }
+  return {};
+}
+
+Error PosixBackend::allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept {
+  if (len == 0) return {};
+  if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);
+  if (Error e = check_file_size_limit(offset + len)) return e;
+  return allocate_portable(fd, offset, len);
+}
+
+Error PosixBackend::unlink(const char* path) noexcept {
+  if (::unlink(path) != 0) return last_error();
+  return {};
+}
+
+Result<void*> PosixBackend::reserve_exact(std::size_t len, void* at) noexcept {
+  if (reinterpret_cast<std::uintptr_t>(at) % page_size_ != 0) return Error(Errc::einval, EINVAL);
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | noreplace_flags();
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  void* p = ::mmap(at, len, PROT_NONE, flags, -1, 0);
+  if (p == MAP_FAILED) {
+    const Error e = last_error();
+    // MAP_FIXED_NOREPLACE says EEXIST, MAP_EXCL says ENOMEM or EINVAL: one answer.
+    return e == Errc::enomem || e == Errc::eexist ? Error(Errc::eexist, EEXIST) : e;
+  }
+  if (p != at) {
+    // The OS took the address as a hint (no such flag, or a kernel that
+    // predates it): never accept somewhere else.
+    ::munmap(p, len);
+    return Error(Errc::eexist, EEXIST);
+  }
+  return p;
+}
+
+Result<void*> PosixBackend::reserve(std::size_t len, void* at) noexcept {
+  if (len == 0 || len % page_size_ != 0) return Error(Errc::einval, EINVAL);
+  if (at != nullptr) return reserve_exact(len, at);
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  void* p = ::mmap(nullptr, len, PROT_NONE, flags, -1, 0);
+  if (p == MAP_FAILED) return last_error();
+  return p;
+}
+
+Error PosixBackend::extend_reservation(void* base, std::size_t old_len, std::size_t new_len) noexcept {
+  if (new_len <= old_len) return Error(Errc::einval, EINVAL);
+  auto* end = static_cast<char*>(base) + old_len;
+  auto r = reserve_exact(new_len - old_len, end);
+  if (!r) return r.error() == Errc::eexist ? Error(Errc::enomem, ENOMEM) : r.error();
+  return {};
+}
+
+Result<int> PosixBackend::os_map_flags(const MapRequest& req) const noexcept {
+  // POSIX knows none of the optional flags: refuse the ones that change
+  // meaning; the core lists the pure hints as ignored.
+  if (req.map_sync || req.huge != HugePages::none) return Error(Errc::eopnotsupp, EOPNOTSUPP);
+  return 0;
+}
+
+Error PosixBackend::map_into(void* at, const MapRequest& req) noexcept {
+  auto extra = os_map_flags(req);
+  if (!extra) return extra.error();
+  int flags = MAP_FIXED | *extra;
+  if (req.sharing == Sharing::private_) {
+    flags |= MAP_PRIVATE;
+  } else if (!(*extra & MAP_SHARED)) {
+    flags |= MAP_SHARED;  // an OS override may have chosen MAP_SHARED_VALIDATE
+  }
+  if (req.fd == kNoFile) flags |= MAP_ANONYMOUS;
+  void* p = ::mmap(at, req.length, prot_for(req.writable), flags, req.fd,
+                   static_cast<off_t>(req.file_offset));
+  if (p == MAP_FAILED) {
+    const Error e = last_error();
+    // The failed MAP_FIXED may have dropped what was at `at`: put the
+    // reservation back so the range stays ours and inaccessible.
+    (void)unreserve_tail(at, req.length);
+    return e;
+  }
+  if (!caps_.populate && req.populate)
+    (void)::posix_madvise(at, req.length, POSIX_MADV_WILLNEED);  // the hint degrades, it is never lost
+  return {};
+}
+
+Error PosixBackend::zero_fill(void* at, std::size_t len) noexcept {
+  int flags = MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  if (::mmap(at, len, PROT_READ, flags, -1, 0) == MAP_FAILED) return last_error();
+  return {};
+}
+
+Error PosixBackend::unreserve_tail(void* at, std::size_t len) noexcept {
+  int flags = MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_NORESERVE
+  flags |= MAP_NORESERVE;
+#endif
+  if (::mmap(at, len, PROT_NONE, flags, -1, 0) == MAP_FAILED) return last_error();
+  return {};
+}
+
+Error PosixBackend::release(void* base, std::size_t len) noexcept {
+  if (::munmap(base, len) != 0) return last_error();
+  return {};
+}
+
+Error PosixBackend::sync(void* addr, std::size_t len, FileId fd, bool /*map_sync*/) noexcept {
+  if (fd == kNoFile || len == 0) return {};  // anonymous memory has no storage to reach
+  // MS_SYNC, never MS_ASYNC: the caller was promised durability on return.
+  if (retry_eintr([&] { return ::msync(addr, len, MS_SYNC); }) != 0) return last_error();
+  return {};
+}
+
+Error PosixBackend::advise(void* addr, std::size_t len, Advice advice) noexcept {
+  int a = POSIX_MADV_NORMAL;
+  switch (advice) {
+    case Advice::normal: a = POSIX_MADV_NORMAL; break;
+    case Advice::random: a = POSIX_MADV_RANDOM; break;
+    case Advice::sequential: a = POSIX_MADV_SEQUENTIAL; break;
+    case Advice::willneed: a = POSIX_MADV_WILLNEED; break;
+    case Advice::dontneed: a = POSIX_MADV_DONTNEED; break;
+  }
+  if (len == 0) return {};
+  const int r = ::posix_madvise(addr, len, a);  // returns the error, does not set errno
+  return r == 0 ? Error() : Error(errc_from_errno(r), r);
+}
+
+Error PosixBackend::lock(void* addr, std::size_t len) noexcept {
+  if (len == 0) return {};
+  if (::mlock(addr, len) != 0) return last_error();
+  return {};
+}
+
+}  // namespace emmap::posix

@@ -1,0 +1,58 @@
+// PosixBackend: everything the POSIX backends share. An OS backend derives
+// from it and overrides only what its OS does differently (extra mmap flags,
+// block allocation, durable sync, in-place growth); see platform/linux,
+// platform/darwin and platform/bsd.
+#pragma once
+
+#include "backend.h"
+
+namespace emmap::posix {
+
+class PosixBackend : public MappingBackend {
+ public:
+  PosixBackend();
+
+  std::size_t page_size() const noexcept override { return page_size_; }
+  const Capabilities& capabilities() const noexcept override { return caps_; }
+
+  Result<FileId> open_file(const char* path, const FileOpen& how) noexcept override;
+  Error close_file(FileId fd) noexcept override;
+  Result<FileStat> stat_file(FileId fd) noexcept override;
+  Error set_file_size(FileId fd, std::uint64_t size) noexcept override;
+  Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override;
+  Error unlink(const char* path) noexcept override;
+
+  Result<void*> reserve(std::size_t len, void* at) noexcept override;
+  Error extend_reservation(void* base, std::size_t old_len, std::size_t new_len) noexcept override;
+  Error map_into(void* at, const MapRequest& req) noexcept override;
+  Error zero_fill(void* at, std::size_t len) noexcept override;
+  Error unreserve_tail(void* at, std::size_t len) noexcept override;
+  Error release(void* base, std::size_t len) noexcept override;
+
+  Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept override;
+  Error advise(void* addr, std::size_t len, Advice advice) noexcept override;
+  Error lock(void* addr, std::size_t len) noexcept override;
+
+ protected:
+  // mmap flags this OS adds to a request, or an error when the request
+  // asks for something this OS cannot honour. The base knows only POSIX.
+  virtual Result<int> os_map_flags(const MapRequest& req) const noexcept;
+  // The flag that makes a non-MAP_FIXED mmap fail instead of replacing or
+  // moving (MAP_FIXED_NOREPLACE, MAP_FIXED|MAP_EXCL), or 0 when the OS has
+  // none; with 0 the address is passed as a hint and checked afterwards.
+  virtual int noreplace_flags() const noexcept { return 0; }
+  // Places a PROT_NONE range exactly at `at` or fails with eexist.
+  Result<void*> reserve_exact(std::size_t len, void* at) noexcept;
+  // Checks RLIMIT_FSIZE before a file grows, so the process gets efbig
+  // instead of a SIGXFSZ that would kill it.
+  static Error check_file_size_limit(std::uint64_t size) noexcept;
+  // posix_fallocate where present, else writes zeros block by block.
+  static Error allocate_portable(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept;
+
+  Capabilities caps_;
+
+ private:
+  std::size_t page_size_;
+};
+
+}  // namespace emmap::posix

@@ -1,0 +1,413 @@
+#include "mapping.h"
+
+#include <atomic>
+#include <cstring>
+#include <limits>
+
+namespace emmap {
+
+namespace {
+
+constexpr std::uint64_t kHeadroom = 1ull << 30;  // address space reserved for growth, per map
+constexpr std::uint64_t kMaxMapLen = 1ull << 46;  // 64 TiB: beyond any real map, below the VA limit
+
+constexpr std::uint64_t round_up(std::uint64_t v, std::uint64_t g) { return (v + g - 1) / g * g; }
+
+}  // namespace
+
+// Unlinks the file (auto_unlink) once every generation and the handle are gone.
+class Mapping::FileLife {
+ public:
+  FileLife(std::shared_ptr<MappingBackend> b, std::string path, bool unlink)
+      : backend_(std::move(b)), path_(std::move(path)), unlink_(unlink) {}
+  ~FileLife() {
+    if (unlink_) (void)backend_->unlink(path_.c_str());
+  }
+  void disarm() noexcept { unlink_ = false; }  // the open failed: the file is not ours to remove
+
+ private:
+  std::shared_ptr<MappingBackend> backend_;
+  std::string path_;
+  bool unlink_;
+};
+
+Region::~Region() { (void)backend_->release(alloc_, alloc_len_); }
+
+std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::size_t page) noexcept {
+  if (max_inc == 0) max_inc = kDefaultMaxIncSize;
+  std::uint64_t next;
+  if (current == 0) {
+    next = page;
+  } else if (current < max_inc) {
+    next = current * 2;  // current < max_inc <= 2^64-1, but doubling may still wrap
+    if (next < current) return 0;
+  } else {
+    if (current > std::numeric_limits<std::uint64_t>::max() - max_inc) return 0;
+    next = current + max_inc;
+  }
+  return next;
+}
+
+std::size_t Mapping::granularity() const noexcept {
+  switch (options_.huge) {
+    case HugePages::none: return backend_->page_size();
+    case HugePages::default_size:
+    case HugePages::size_2mb: return 2u << 20;
+    case HugePages::size_1gb: return 1u << 30;
+  }
+  return backend_->page_size();
+}
+
+MapRequest Mapping::request(std::size_t from, std::size_t to) const noexcept {
+  MapRequest r;
+  r.fd = fd_;
+  r.file_offset = fd_ == kNoFile ? 0 : aligned_offset_ + from;
+  r.length = to - from;
+  r.writable = options_.write;
+  r.sharing = options_.sharing;
+  r.populate = options_.populate;
+  r.nocache = options_.nocache;
+  r.noreserve = options_.noreserve;
+  r.uninitialized = options_.uninitialized;
+  r.map_sync = options_.map_sync;
+  r.nosync = options_.auto_unlink;  // the file is thrown away: periodic flushing is wasted I/O
+  r.huge = options_.huge;
+  return r;
+}
+
+Result<std::shared_ptr<Region>> Mapping::new_region(std::size_t map_len, void* at) noexcept {
+  const std::size_t gran = granularity();
+  const std::size_t page = backend_->page_size();
+  // A fixed address or a fixed size never grows: no head-room, just a guard
+  // page that catches overruns.
+  const bool growable = at == nullptr && !options_.fixed_size && backend_->capabilities().resize;
+  std::size_t want = map_len + (growable ? std::max<std::size_t>(map_len, kHeadroom) : 0) + gran;
+  const std::size_t slack = at == nullptr && gran > page ? gran : 0;  // to align huge pages
+  Result<void*> r = backend_->reserve(want + slack, at);
+  if (!r && growable) {
+    want = map_len + gran;  // the address space is fragmented: settle for no head-room
+    r = backend_->reserve(want + slack, at);
+  }
+  if (!r) return r.error();
+  char* alloc = static_cast<char*>(*r);
+  char* base = reinterpret_cast<char*>(round_up(reinterpret_cast<std::uintptr_t>(alloc), gran));
+  std::shared_ptr<Region> region;
+  try {
+    region = std::make_shared<Region>(backend_, alloc, want + slack, base, want, file_);
+  } catch (...) {
+    (void)backend_->release(alloc, want + slack);
+    return Error(Errc::enomem);
+  }
+  if (map_len > 0) {
+    if (Error e = backend_->map_into(base, request(0, map_len))) return e;
+  }
+  return region;
+}
+
+Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offset, std::uint64_t length,
+                                      const OpenOptions& o, std::shared_ptr<MappingBackend> backend) {
+  if (!backend) return Error(Errc::einval);
+  const Capabilities& caps = backend->capabilities();
+  const std::size_t page = backend->page_size();
+
+  // ---- options that contradict each other or this platform ----
+  if (o.fixed && o.address == 0) return Error(Errc::einval);
+  if (o.address % page != 0) return Error(Errc::einval);
+  if (o.map_sync && (o.sharing == Sharing::private_ || o.anonymous)) return Error(Errc::einval);
+  if (o.truncate && !o.write) return Error(Errc::einval);
+  if (o.anonymous && offset != 0) return Error(Errc::einval);
+  if (!o.anonymous && path.find('\0') != std::string_view::npos) return Error(Errc::einval);
+  if (o.map_sync && !caps.map_sync) return Error(Errc::eopnotsupp);
+  if (o.huge != HugePages::none && (!caps.huge_pages || !o.anonymous)) return Error(Errc::eopnotsupp);
+
+  std::shared_ptr<Mapping> m;
+  try {
+    m.reset(new Mapping());
+    m->path_.assign(path);
+  } catch (...) {
+    return Error(Errc::enomem);
+  }
+  m->backend_ = backend;
+  m->options_ = o;
+  if (o.nonblock) m->ignored_ |= kIgnoredNonblock;  // MAP_NONBLOCK has been a no-op since Linux 2.6.23
+  if (o.noreserve && !caps.noreserve) m->ignored_ |= kIgnoredNoreserve;
+  if (o.nocache && !caps.nocache) m->ignored_ |= kIgnoredNocache;
+  if (o.uninitialized && (!caps.uninitialized || !o.anonymous)) m->ignored_ |= kIgnoredUninitialized;
+  if (o.sharing == Sharing::shared_validate && !caps.shared_validate) m->ignored_ |= kIgnoredSharedValidate;
+
+  // ---- the file ----
+  bool existed = false;
+  std::uint64_t file_size = 0;
+  // On failure the half-made Mapping's destructor closes the descriptor; a
+  // file this call created is removed again.
+  auto fail = [&](Error e) -> Result<Opened> {
+    if (m->file_) m->file_->disarm();
+    if (!existed && !o.anonymous && m->fd_ != kNoFile) (void)backend->unlink(m->path_.c_str());
+    return e;
+  };
+  if (!o.anonymous) {
+    FileOpen how;
+    how.write = o.write;
+    how.truncate = o.truncate;
+    how.mode = o.mode;
+    Result<FileId> fd = Error(Errc::enoent);
+    if (o.create) {
+      how.create = how.exclusive = true;
+      fd = backend->open_file(m->path_.c_str(), how);
+      if (!fd && fd.error() == Errc::eexist) {
+        how.create = how.exclusive = false;
+        fd = backend->open_file(m->path_.c_str(), how);
+        existed = true;
+      }
+    } else {
+      fd = backend->open_file(m->path_.c_str(), how);
+      existed = true;
+    }
+    if (!fd) return fd.error();
+    m->fd_ = *fd;
+    auto st = backend->stat_file(m->fd_);
+    if (!st) return fail(st.error());
+    file_size = st->size;
+  }
+
+  // ---- the length ----
+  std::uint64_t len = length;
+  if (len == 0) len = o.size ? *o.size : (file_size > offset ? file_size - offset : 0);
+  if (offset > std::numeric_limits<std::uint64_t>::max() - len) return fail(Errc::einval);
+  if (len > kMaxMapLen || offset > kMaxMapLen * 1024) return fail(Errc::enomem);
+  if (!o.anonymous && offset + len > file_size) {
+    if (o.write) {
+      if (Error e = backend->allocate(m->fd_, file_size, offset + len - file_size)) return fail(e);
+    } else {
+      len = file_size > offset ? file_size - offset : 0;  // read-only: the file is what it is
+    }
+  }
+
+  // ---- the memory ----
+  const std::size_t gran = m->granularity();
+  m->aligned_offset_ = offset - offset % gran;
+  m->delta_ = static_cast<std::size_t>(offset % gran);
+  const std::size_t map_len = len == 0 ? 0 : round_up(m->delta_ + len, gran);
+  if (o.auto_unlink && !o.anonymous) {
+    try {
+      m->file_ = std::make_shared<FileLife>(backend, m->path_, true);
+    } catch (...) {
+      return fail(Errc::enomem);
+    }
+  }
+  auto region = m->new_region(map_len, reinterpret_cast<void*>(o.address));
+  if (!region) return fail(region.error());
+  if (o.mlock && map_len > 0) {
+    if (Error e = backend->lock((*region)->base(), map_len)) {
+      region->reset();
+      return fail(e);
+    }
+  }
+  m->region_ = std::move(*region);
+  m->data_ = m->region_->base() + m->delta_;
+  m->size_ = len;
+  m->size_seen_.store(len, std::memory_order_relaxed);
+  m->mapped_len_ = map_len;
+  return Opened{std::move(m), existed};
+}
+
+Mapping::~Mapping() { close(); }
+
+void Mapping::close() noexcept {
+  gate_.lock();
+  region_.reset();  // unmapped now, or when the last pin goes
+  file_.reset();
+  if (fd_ != kNoFile) (void)backend_->close_file(fd_);
+  fd_ = kNoFile;
+  data_ = nullptr;
+  closed_.store(true, std::memory_order_release);
+  gate_.unlock();
+}
+
+bool Mapping::closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+std::uint64_t Mapping::size() const noexcept { return size_seen_.load(std::memory_order_relaxed); }
+
+Result<std::size_t> Mapping::read(std::uint64_t pos, void* dst, std::size_t len) noexcept {
+  return with_range(pos, len, [dst](const char* p, std::size_t n, Region&) -> Result<std::size_t> {
+    if (n > 0) std::memcpy(dst, p, n);
+    return n;
+  });
+}
+
+Error Mapping::write(std::uint64_t pos, const void* src, std::size_t len) noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Errc::closed;
+  if (!options_.write) return Errc::eacces;
+  if (pos > size_ || len > size_ - pos) return Errc::einval;
+  if (len > 0) std::memcpy(data_ + pos, src, len);
+  return {};
+}
+
+Result<std::shared_ptr<Region>> Mapping::pin() noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Error(Errc::closed);
+  return region_;
+}
+
+// ---- atomics -----------------------------------------------------------
+
+Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
+  if (!region_) return Error(Errc::closed);
+  if (pos > size_ || size_ - pos < sizeof(std::int64_t)) return Error(Errc::einval);
+  char* p = data_ + pos;
+  if (reinterpret_cast<std::uintptr_t>(p) % alignof(std::int64_t) != 0) return Error(Errc::einval);
+  if (write && !options_.write) return Error(Errc::eacces);
+  return p;
+}
+
+Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v) noexcept {
+  AccessGate::Reader in(gate_);
+  auto p = check_atomic(pos, true);
+  if (!p) return p.error();
+  std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
+  switch (op) {
+    case AtomicOp::add: return a.fetch_add(v);
+    case AtomicOp::sub: return a.fetch_sub(v);
+    case AtomicOp::and_: return a.fetch_and(v);
+    case AtomicOp::or_: return a.fetch_or(v);
+    case AtomicOp::xor_: return a.fetch_xor(v);
+    case AtomicOp::xchg: return a.exchange(v);
+  }
+  return Error(Errc::einval);
+}
+
+Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
+                                                          std::int64_t desired) noexcept {
+  AccessGate::Reader in(gate_);
+  auto p = check_atomic(pos, true);
+  if (!p) return p.error();
+  std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
+  const bool swapped = a.compare_exchange_strong(expected, desired);
+  return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
+}
+
+Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos) noexcept {
+  AccessGate::Reader in(gate_);
+  auto p = check_atomic(pos, false);
+  if (!p) return p.error();
+  return std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
+}
+
+Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value) noexcept {
+  AccessGate::Reader in(gate_);
+  auto p = check_atomic(pos, true);
+  if (!p) return p.error();
+  std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).store(value);
+  return {};
+}
+
+// ---- size and durability -------------------------------------------------
+
+Result<std::uint64_t> Mapping::resize(std::uint64_t new_size) noexcept {
+  gate_.lock();
+  auto r = resize_locked(new_size);
+  gate_.unlock();
+  return r;
+}
+
+Result<std::uint64_t> Mapping::grow() noexcept {
+  const std::uint64_t next = resize_policy(size(), options_.max_inc_size, backend_->page_size());
+  if (next == 0) return Error(Errc::efbig);
+  return resize(next);
+}
+
+Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size) noexcept {
+  if (!region_) return Error(Errc::closed);
+  if (options_.fixed_size || !backend_->capabilities().resize) return Error(Errc::fixed_size);
+  if (new_size > kMaxMapLen) return Error(Errc::enomem);
+  if (new_size == size_) return new_size;
+  const std::size_t gran = granularity();
+  const std::size_t new_map = new_size == 0 ? 0 : round_up(delta_ + new_size, gran);
+  const std::uint64_t user_offset = aligned_offset_ + delta_;
+
+  std::uint64_t file_size = 0;
+  if (fd_ != kNoFile) {
+    auto st = backend_->stat_file(fd_);
+    if (!st) return st.error();
+    file_size = st->size;
+    if (user_offset + new_size > file_size) {
+      if (!options_.write) return Error(Errc::eacces);
+      if (Error e = backend_->allocate(fd_, file_size, user_offset + new_size - file_size)) return e;
+    }
+  }
+
+  char* base = region_->base();
+  // Keep a guard page after the map: grow in place only while it fits.
+  bool in_place = new_map < region_->reserved_;
+  if (!in_place && options_.address == 0 && backend_->capabilities().extend_in_place) {
+    const std::size_t want = new_map + std::max<std::size_t>(new_map, kHeadroom) + gran;
+    if (region_->alloc_ + region_->alloc_len_ == base + region_->reserved_ &&
+        !backend_->extend_reservation(region_->alloc_, region_->alloc_len_,
+                                      region_->alloc_len_ + (want - region_->reserved_))) {
+      region_->alloc_len_ += want - region_->reserved_;
+      region_->reserved_ = want;
+      in_place = true;
+    }
+  }
+
+  if (in_place) {
+    if (new_map > mapped_len_) {
+      if (Error e = backend_->map_into(base + mapped_len_, request(mapped_len_, new_map))) return e;
+      if (options_.mlock) (void)backend_->lock(base + mapped_len_, new_map - mapped_len_);
+    } else if (new_map < mapped_len_) {
+      // Readable zeros, not a hole: a view taken before the shrink stays safe.
+      if (Error e = backend_->zero_fill(base + new_map, mapped_len_ - new_map)) return e;
+    }
+  } else {
+    if (options_.address != 0) return Error(Errc::enomem);  // a fixed map cannot move
+    auto fresh = new_region(new_map, nullptr);
+    if (!fresh) return fresh.error();
+    // Private and anonymous memory lives only in the old generation: carry
+    // it over. Shared file pages are the same page-cache pages already.
+    if (fd_ == kNoFile || options_.sharing == Sharing::private_)
+      std::memcpy((*fresh)->base() + delta_, data_, std::min<std::uint64_t>(size_, new_size));
+    region_ = std::move(*fresh);  // the old one lives on while pinned
+    base = region_->base();
+    data_ = base + delta_;
+  }
+
+  // Give the file back its bytes only where we made them: a shared,
+  // writable map that reached the end of the file.
+  if (fd_ != kNoFile && new_size < size_ && options_.write && options_.sharing != Sharing::private_ &&
+      user_offset + size_ >= file_size) {
+    if (Error e = backend_->set_file_size(fd_, user_offset + new_size)) return e;
+  }
+  mapped_len_ = new_map;
+  size_ = new_size;
+  size_seen_.store(new_size, std::memory_order_relaxed);
+  return new_size;
+}
+
+Error Mapping::sync(std::uint64_t pos, std::uint64_t len) noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Errc::closed;
+  if (pos > size_) return Errc::einval;
+  len = std::min(len, size_ - pos);
+  if (len == 0) return {};
+  const std::size_t page = backend_->page_size();
+  const auto start = reinterpret_cast<std::uintptr_t>(data_ + pos) / page * page;
+  const auto end = reinterpret_cast<std::uintptr_t>(data_ + pos) + len;
+  return backend_->sync(reinterpret_cast<void*>(start), end - start, fd_, options_.map_sync);
+}
+
+Error Mapping::sync() noexcept { return sync(0, std::numeric_limits<std::uint64_t>::max()); }
+
+Error Mapping::advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Errc::closed;
+  if (pos > size_) return Errc::einval;
+  len = std::min(len, size_ - pos);
+  if (len == 0) return {};
+  const std::size_t page = backend_->page_size();
+  const auto start = reinterpret_cast<std::uintptr_t>(data_ + pos) / page * page;
+  const auto end = reinterpret_cast<std::uintptr_t>(data_ + pos) + len;
+  return backend_->advise(reinterpret_cast<void*>(start), end - start, advice);
+}
+
+}  // namespace emmap

@@ -1,0 +1,236 @@
+// emmap — a memory-mapped file (or anonymous memory) behind bounds checks.
+//
+// Design in one page
+// ------------------
+// * A Mapping owns the file descriptor and the current *generation*: a
+//   Region of reserved address space into which the file is mapped. The
+//   region is reserved with head-room at open, so growth maps more of the
+//   file in place and the data pointer never moves; shrinking replaces the
+//   tail with read-only zero pages. Only when the head-room is exhausted and
+//   cannot be extended does a resize move to a new Region; the old one stays
+//   mapped for as long as anyone still holds it (see pin()).
+// * Every data access (read, write, atomics, sync, advise) runs inside an
+//   AccessGate reader section; resize and close take the gate exclusively.
+//   So an access never sees a half-resized map, and close never unmaps
+//   memory under a running access. The read side bumps no shared counter.
+// * Every offset/length check is written so that it cannot overflow
+//   (`pos > size || len > size - pos`), including offsets near 2^64.
+// * Errors are emmap::Error values (see error.h); nothing throws.
+// * Lifecycle: open -> closed. close() is idempotent; after it every call
+//   returns Errc::closed. Memory handed out through pin() stays valid until
+//   the last pin is gone; `auto_unlink` removes the file at that moment.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "access_gate.h"
+#include "backend.h"
+#include "error.h"
+
+namespace emmap {
+
+inline constexpr std::uint64_t kDefaultMaxIncSize = 64ull << 20;
+
+struct OpenOptions {
+  bool read = true;
+  bool write = false;
+  bool create = false;
+  bool truncate = false;
+  bool anonymous = false;  // no file: zero-filled memory
+  Sharing sharing = Sharing::shared;
+  bool populate = false;       // hint: prefault
+  bool nonblock = false;       // hint: do not block on prefault
+  bool noreserve = false;      // hint: no swap reservation
+  bool nocache = false;        // hint: keep out of the page cache
+  bool uninitialized = false;  // hint: anonymous pages need not be zeroed
+  bool map_sync = false;       // DAX: MAP_SYNC; refused where unsupported
+  HugePages huge = HugePages::none;  // refused where unsupported
+  bool mlock = false;          // lock the pages in memory
+  std::uintptr_t address = 0;  // nonzero: map exactly here, never replacing anything
+  bool fixed = false;          // requires `address`
+  bool fixed_size = false;     // resize refused
+  bool auto_unlink = false;    // unlink the file when the last reference is gone
+  std::uint32_t mode = 0600;   // permissions of a created file
+  std::optional<std::uint64_t> size;  // length when the file is created or grown
+  std::uint64_t max_inc_size = kDefaultMaxIncSize;  // growth policy, see resize_policy()
+};
+
+// Pure hints that had no effect on this backend (reported, never silent).
+enum IgnoredHint : std::uint32_t {
+  kIgnoredPopulate = 1u << 0,
+  kIgnoredNonblock = 1u << 1,
+  kIgnoredNoreserve = 1u << 2,
+  kIgnoredNocache = 1u << 3,
+  kIgnoredUninitialized = 1u << 4,
+  kIgnoredSharedValidate = 1u << 5,
+};
+
+enum class AtomicOp : std::uint8_t { add, sub, and_, or_, xor_, xchg };
+
+// The growth policy: double while below `max_inc`, then add `max_inc`.
+// Returns 0 when the next size would overflow.
+std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::size_t page) noexcept;
+
+class Region;
+
+class Mapping {
+ public:
+  struct Opened;
+
+  // Maps `length` bytes of `path` starting at byte `offset` (any offset; the
+  // page alignment is internal). length == 0 means: `options.size` if given,
+  // else the rest of the file. A writable map that reaches past the end of
+  // the file grows the file (blocks reserved: enospc here, never SIGBUS
+  // later); a read-only one is clamped to the file's end.
+  // Errors: einval (NUL in path, bad combination such as fixed without
+  // address, private with map_sync), eacces, enoent, eexist (address taken),
+  // enospc, efbig, eopnotsupp (map_sync without DAX, huge pages where
+  // unsupported), enomem, and other open(2)/mmap(2) codes.
+  static Result<Opened> open(std::string_view path, std::uint64_t offset, std::uint64_t length,
+                             const OpenOptions& options,
+                             std::shared_ptr<MappingBackend> backend = make_backend());
+
+  ~Mapping();
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+
+  // ---- information (valid after close too) -------------------------------
+  std::uint64_t size() const noexcept;
+  const std::string& path() const noexcept { return path_; }
+  const OpenOptions& options() const noexcept { return options_; }
+  std::uint32_t ignored() const noexcept { return ignored_; }
+  bool closed() const noexcept;
+  bool writable() const noexcept { return options_.write; }
+  const MappingBackend& backend() const noexcept { return *backend_; }
+
+  // ---- data ---------------------------------------------------------------
+  // Copies up to `len` bytes at `pos` into `dst`; returns the count (short at
+  // the end). Errors: eof (pos >= size), closed.
+  Result<std::size_t> read(std::uint64_t pos, void* dst, std::size_t len) noexcept;
+  // Writes exactly `len` bytes at `pos`. Errors: einval (past the end),
+  // eacces (read-only), closed.
+  Error write(std::uint64_t pos, const void* src, std::size_t len) noexcept;
+
+  // Calls f(const char* data, std::size_t n, Region& generation) inside the
+  // gate for the readable part of [pos, pos+len); `generation` is the region
+  // the pointer lies in (pin it to keep the pointer valid afterwards).
+  // Errors: eof, closed; f's own result is passed through.
+  template <typename F>
+  auto with_range(std::uint64_t pos, std::size_t len, F&& f) noexcept -> decltype(f(nullptr, 0, std::declval<Region&>()));
+
+  // ---- atomics (8-byte aligned signed 64-bit, native byte order) ----------
+  // Errors: einval (unaligned or out of range), eacces (write on read-only), closed.
+  Result<std::int64_t> atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t value) noexcept;
+  // Returns {swapped, value seen}.
+  Result<std::pair<bool, std::int64_t>> atomic_cas(std::uint64_t pos, std::int64_t expected,
+                                                   std::int64_t desired) noexcept;
+  Result<std::int64_t> atomic_load(std::uint64_t pos) noexcept;
+  Error atomic_store(std::uint64_t pos, std::int64_t value) noexcept;
+
+  // ---- size and durability ------------------------------------------------
+  // Sets the mapped length. The file grows (blocks reserved) as needed and
+  // shrinks only for a shared writable map that reached the file's end.
+  // Pointers handed out earlier stay readable (zeros past a shrink).
+  // Errors: fixed_size (option, or backend cannot resize), eacces (the file
+  // must change and the map is read-only), enospc, efbig, enomem, einval, closed.
+  Result<std::uint64_t> resize(std::uint64_t new_size) noexcept;
+  // Grows by resize_policy(). Same errors.
+  Result<std::uint64_t> grow() noexcept;
+  // Durable on return (never MS_ASYNC). Errors: einval, eio, closed.
+  Error sync(std::uint64_t pos, std::uint64_t len) noexcept;
+  Error sync() noexcept;
+  // Errors: einval, closed.
+  Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
+
+  // The current generation, kept alive by the returned pointer (for
+  // zero-copy views that outlive the call). Errors: closed.
+  Result<std::shared_ptr<Region>> pin() noexcept;
+
+  // Makes the handle unusable and drops its reference to the memory (which
+  // is unmapped once no pin remains). Idempotent.
+  void close() noexcept;
+
+ private:
+  class FileLife;
+  Mapping() = default;
+
+  // A fresh reservation able to hold `map_len` bytes plus head-room.
+  Result<std::shared_ptr<Region>> new_region(std::size_t map_len, void* at) noexcept;
+  Result<std::uint64_t> resize_locked(std::uint64_t new_size) noexcept;
+  Result<char*> check_atomic(std::uint64_t pos, bool write) noexcept;
+  // The request that maps bytes [from, to) of the region (relative to its base).
+  MapRequest request(std::size_t from, std::size_t to) const noexcept;
+  std::size_t granularity() const noexcept;
+
+  std::shared_ptr<MappingBackend> backend_;
+  std::shared_ptr<FileLife> file_;
+  std::string path_;
+  OpenOptions options_;
+  std::uint32_t ignored_ = 0;
+  FileId fd_ = kNoFile;
+  std::uint64_t aligned_offset_ = 0;  // file offset of the region's base
+  std::size_t delta_ = 0;             // user offset - aligned offset (< granularity)
+
+  // Protected by gate_: readers see them stable, the writer changes them.
+  mutable AccessGate gate_;
+  std::shared_ptr<Region> region_;     // null once closed
+  char* data_ = nullptr;               // region base + delta_
+  std::uint64_t size_ = 0;             // bytes visible to the user
+  std::size_t mapped_len_ = 0;         // bytes from base that map the file
+  std::atomic<bool> closed_{false};
+  std::atomic<std::uint64_t> size_seen_{0};  // size_ for lock-free size()
+};
+
+struct Mapping::Opened {
+  std::shared_ptr<Mapping> mapping;
+  bool existed = false;  // the file was there before open
+};
+
+// One generation of address space. Unmapped when the last owner is gone.
+class Region {
+ public:
+  // [alloc, alloc+alloc_len) is what the OS gave; base is `alloc` rounded up
+  // to the mapping granularity (the huge page size for huge-page maps).
+  Region(std::shared_ptr<MappingBackend> backend, char* alloc, std::size_t alloc_len, char* base,
+         std::size_t reserved, std::shared_ptr<void> keep) noexcept
+      : backend_(std::move(backend)), alloc_(alloc), alloc_len_(alloc_len), base_(base),
+        reserved_(reserved), keep_(std::move(keep)) {}
+  ~Region();
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+  char* base() const noexcept { return base_; }
+  std::size_t reserved() const noexcept { return reserved_; }
+  bool contains(const void* p, std::size_t n) const noexcept {
+    auto a = reinterpret_cast<std::uintptr_t>(p), b = reinterpret_cast<std::uintptr_t>(base_);
+    return a >= b && a - b <= reserved_ && n <= reserved_ - (a - b);
+  }
+
+ private:
+  friend class Mapping;
+  std::shared_ptr<MappingBackend> backend_;
+  char* alloc_;
+  std::size_t alloc_len_;
+  char* base_;
+  std::size_t reserved_;
+  std::shared_ptr<void> keep_;  // the file's life (auto_unlink), shared by all generations
+};
+
+template <typename F>
+auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f) noexcept
+    -> decltype(f(nullptr, 0, std::declval<Region&>())) {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Error(Errc::closed);
+  if (pos >= size_) return Error(Errc::eof);
+  const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
+  return f(static_cast<const char*>(data_ + pos), n, *region_);
+}
+
+}  // namespace emmap
