@@ -1,0 +1,727 @@
+// The contract suite: the behaviour every backend must show. It runs on the
+// backend this build compiled (linux, darwin or bsd), so `meson test` of each
+// build checks that backend against the same promises.
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <tuple>
+
+#include "faulty_backend.h"
+#include "test_util.h"
+
+namespace emmap::test {
+namespace {
+
+constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+
+bool can_resize() { return make_backend()->capabilities().resize; }
+
+std::shared_ptr<Mapping> open_ok(const std::string& path, std::uint64_t off, std::uint64_t len,
+                                 const OpenOptions& o) {
+  auto r = Mapping::open(path, off, len, o);
+  EXPECT_TRUE(r.ok()) << path << ": " << (r ? "" : r.error().name());
+  return r ? r->mapping : nullptr;
+}
+
+std::string read_all(Mapping& m, std::uint64_t pos, std::size_t len) {
+  std::string out(len, '\0');
+  auto n = m.read(pos, out.data(), len);
+  if (!n) return "<" + std::string(n.error().name()) + ">";
+  out.resize(*n);
+  return out;
+}
+
+// ---- opening ---------------------------------------------------------------
+
+TEST(Open, CreatesFileWithSizeAndMode0600) {
+  TempDir d;
+  auto r = Mapping::open(d.file("a"), 0, 0, rw_create(10000));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->existed);
+  EXPECT_EQ(r->mapping->size(), 10000u);
+  EXPECT_EQ(file_size(d.file("a")), 10000u);
+  struct stat st {};
+  ASSERT_EQ(::stat(d.file("a").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The blocks are reserved, not a sparse hole that could SIGBUS later.
+  EXPECT_GE(static_cast<std::uint64_t>(st.st_blocks) * 512, 10000u);
+  auto again = Mapping::open(d.file("a"), 0, 0, rw_create(10000));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->existed);
+}
+
+TEST(Open, ChmodIsAppliedExactlyDespiteUmask) {
+  TempDir d;
+  const mode_t old = ::umask(077);
+  OpenOptions o = rw_create(100);
+  o.mode = 0644;
+  auto m = open_ok(d.file("m"), 0, 0, o);
+  ::umask(old);
+  struct stat st {};
+  ASSERT_EQ(::stat(d.file("m").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+}
+
+TEST(Open, ExistingEmptyFileIsSizeZero) {
+  TempDir d;
+  write_file(d.file("e"), "");
+  OpenOptions o;
+  o.write = true;
+  auto m = open_ok(d.file("e"), 0, 0, o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->size(), 0u);
+  char c;
+  EXPECT_EQ(m->read(0, &c, 1).error(), Errc::eof);
+  EXPECT_EQ(m->read(0, &c, 0).error(), Errc::eof);
+  EXPECT_EQ(m->write(0, "x", 1), Errc::einval);
+  EXPECT_EQ(m->write(0, "", 0), Error());  // an empty write at the end is fine
+  EXPECT_EQ(m->atomic_load(0).error(), Errc::einval);
+  EXPECT_EQ(m->sync(), Error());
+  if (can_resize()) {
+    ASSERT_TRUE(m->resize(100).ok());
+    EXPECT_EQ(m->write(0, "x", 1), Error());
+    EXPECT_EQ(read_file(d.file("e"), 0, 1), "x");
+  }
+}
+
+TEST(Open, MissingFileWithoutCreateIsEnoent) {
+  TempDir d;
+  EXPECT_EQ(Mapping::open(d.file("none"), 0, 0, read_only()).error(), Errc::enoent);
+  EXPECT_FALSE(exists(d.file("none")));
+}
+
+TEST(Open, BadPathsAndCombinationsAreErrors) {
+  TempDir d;
+  std::string nul = d.file("a");
+  nul.push_back('\0');
+  nul += "b";
+  EXPECT_EQ(Mapping::open(nul, 0, 0, rw_create(10)).error(), Errc::einval);
+  EXPECT_EQ(Mapping::open(d.path(), 0, 0, read_only()).error(), Errc::eisdir);
+  EXPECT_EQ(Mapping::open("", 0, 0, read_only()).error(), Errc::enoent);
+
+  OpenOptions fixed_no_addr = rw_create(10);
+  fixed_no_addr.fixed = true;
+  EXPECT_EQ(Mapping::open(d.file("f"), 0, 0, fixed_no_addr).error(), Errc::einval);
+  OpenOptions unaligned = rw_create(10);
+  unaligned.address = 0x10001;
+  EXPECT_EQ(Mapping::open(d.file("f"), 0, 0, unaligned).error(), Errc::einval);
+  OpenOptions trunc_ro;
+  trunc_ro.truncate = true;
+  EXPECT_EQ(Mapping::open(d.file("f"), 0, 0, trunc_ro).error(), Errc::einval);
+  OpenOptions sync_private = rw_create(10);
+  sync_private.map_sync = true;
+  sync_private.sharing = Sharing::private_;
+  EXPECT_EQ(Mapping::open(d.file("f"), 0, 0, sync_private).error(), Errc::einval);
+  EXPECT_FALSE(exists(d.file("f"))) << "a refused open must not leave a file behind";
+}
+
+TEST(Open, MapSyncWithoutDaxIsRefusedNotDropped) {
+  TempDir d;
+  OpenOptions o = rw_create(4096);
+  o.map_sync = true;
+  auto r = Mapping::open(d.file("dax"), 0, 0, o);
+  ASSERT_FALSE(r.ok()) << "a tmp file is not on DAX: MAP_SYNC cannot be honoured";
+  EXPECT_EQ(r.error(), Errc::eopnotsupp);
+  EXPECT_FALSE(exists(d.file("dax")));
+}
+
+TEST(Open, HugePagesOnAFileAreRefused) {
+  TempDir d;
+  OpenOptions o = rw_create(4096);
+  o.huge = HugePages::size_2mb;
+  EXPECT_EQ(Mapping::open(d.file("h"), 0, 0, o).error(), Errc::eopnotsupp);
+}
+
+TEST(Open, AbsurdSizesAndOffsetsAreErrors) {
+  TempDir d;
+  EXPECT_FALSE(Mapping::open(d.file("big"), 0, 0, rw_create(kMax)).ok());
+  EXPECT_FALSE(Mapping::open(d.file("big"), kMax - 5, 10, rw_create(10)).ok());
+  EXPECT_FALSE(Mapping::open(d.file("big"), 1ull << 62, 4096, rw_create(10)).ok());
+  write_file(d.file("small"), "abc");
+  EXPECT_EQ(Mapping::open(d.file("small"), kMax, 1, read_only()).error(), Errc::einval);
+}
+
+TEST(Open, ReadOnlyMapPastEndOfFileIsClamped) {
+  TempDir d;
+  write_file(d.file("s"), pattern(100));
+  auto m = open_ok(d.file("s"), 10, 5000, read_only());
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->size(), 90u);
+  EXPECT_EQ(read_all(*m, 0, 200), pattern(100).substr(10));
+  EXPECT_EQ(file_size(d.file("s")), 100u);
+}
+
+TEST(Open, WritableMapPastEndOfFileGrowsIt) {
+  TempDir d;
+  write_file(d.file("s"), pattern(100));
+  OpenOptions o;
+  o.write = true;
+  auto m = open_ok(d.file("s"), 50, 10000, o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->size(), 10000u);
+  EXPECT_EQ(file_size(d.file("s")), 10050u);
+  EXPECT_EQ(read_all(*m, 0, 50), pattern(100).substr(50));
+  EXPECT_EQ(m->write(9999, "z", 1), Error());
+}
+
+TEST(Open, TruncateEmptiesThenSizes) {
+  TempDir d;
+  write_file(d.file("t"), pattern(5000));
+  OpenOptions o = rw_create(100);
+  o.truncate = true;
+  auto m = open_ok(d.file("t"), 0, 0, o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->size(), 100u);
+  EXPECT_EQ(read_all(*m, 0, 100), std::string(100, '\0'));
+}
+
+// Any file offset, aligned or not, reads the bytes at that offset.
+class OffsetTest : public ::testing::TestWithParam<std::tuple<std::uint64_t, std::uint64_t>> {};
+
+TEST_P(OffsetTest, ReadsFromThatOffset) {
+  auto [off, len] = GetParam();
+  TempDir d;
+  const std::string content = pattern(3 * 4096 + 123);
+  write_file(d.file("o"), content);
+  auto m = open_ok(d.file("o"), off, len, read_only());
+  ASSERT_TRUE(m);
+  const std::uint64_t expect_len = std::min<std::uint64_t>(len ? len : content.size() - off, content.size() - off);
+  EXPECT_EQ(m->size(), expect_len);
+  EXPECT_EQ(read_all(*m, 0, expect_len), content.substr(off, expect_len));
+  if (expect_len > 3) {
+    EXPECT_EQ(read_all(*m, expect_len - 3, 100), content.substr(off + expect_len - 3, 3));
+  }
+  char c;
+  EXPECT_EQ(m->read(expect_len, &c, 1).error(), Errc::eof);
+}
+
+INSTANTIATE_TEST_SUITE_P(Offsets, OffsetTest,
+                         ::testing::Combine(::testing::Values(0, 1, 5, 4095, 4096, 4100, 8191, 12000),
+                                            ::testing::Values(0, 1, 40, 4096, 9000)));
+
+// ---- reading and writing -------------------------------------------------
+
+TEST(Data, ReadWriteBoundsNeverOverflow) {
+  TempDir d;
+  auto m = open_ok(d.file("b"), 0, 0, rw_create(4096));
+  ASSERT_TRUE(m);
+  char buf[16] = {};
+  for (std::uint64_t pos : std::initializer_list<std::uint64_t>{kMax, kMax - 1, kMax - 7, kMax - 4095, 1ull << 63, 4097, 4096}) {
+    EXPECT_EQ(m->read(pos, buf, 8).error(), Errc::eof) << pos;
+    EXPECT_EQ(m->write(pos, buf, 8), Errc::einval) << pos;
+    EXPECT_EQ(m->atomic_load(pos).error(), Errc::einval) << pos;
+    EXPECT_EQ(m->atomic_fetch(AtomicOp::add, pos, 1).error(), Errc::einval) << pos;
+    EXPECT_EQ(m->atomic_cas(pos, 0, 1).error(), Errc::einval) << pos;
+    EXPECT_EQ(m->atomic_store(pos, 1), Errc::einval) << pos;
+    // An empty range at the very end is fine; anything starting later is not.
+    const Error range_error = pos == 4096 ? Error() : Error(Errc::einval);
+    EXPECT_EQ(m->sync(pos, 8), range_error) << pos;
+    EXPECT_EQ(m->advise(pos, 8, Advice::willneed), range_error) << pos;
+  }
+  // Lengths that would wrap pos + len.
+  EXPECT_EQ(m->write(8, buf, static_cast<std::size_t>(kMax - 4)), Errc::einval);
+  EXPECT_EQ(m->write(4090, buf, 7), Errc::einval);
+  EXPECT_EQ(m->write(4089, buf, 7), Error());
+  EXPECT_EQ(m->sync(10, kMax), Error());  // clamped to the map
+  auto n = m->read(4090, buf, static_cast<std::size_t>(kMax));
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 6u);
+}
+
+TEST(Data, ReadOnlyMapRefusesWrites) {
+  TempDir d;
+  write_file(d.file("r"), pattern(64));
+  auto m = open_ok(d.file("r"), 0, 0, read_only());
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->write(0, "x", 1), Errc::eacces);
+  EXPECT_EQ(m->atomic_store(0, 1), Errc::eacces);
+  EXPECT_EQ(m->atomic_fetch(AtomicOp::add, 0, 1).error(), Errc::eacces);
+  EXPECT_EQ(m->atomic_cas(0, 0, 1).error(), Errc::eacces);
+  EXPECT_TRUE(m->atomic_load(0).ok());
+  EXPECT_EQ(read_file(d.file("r"), 0, 64), pattern(64));
+}
+
+TEST(Data, SharedWritesReachTheFilePrivateDoNot) {
+  TempDir d;
+  write_file(d.file("s"), std::string(100, 'a'));
+  OpenOptions shared;
+  shared.write = true;
+  OpenOptions priv = shared;
+  priv.sharing = Sharing::private_;
+  auto ms = open_ok(d.file("s"), 0, 0, shared);
+  auto mp = open_ok(d.file("s"), 0, 0, priv);
+  ASSERT_TRUE(ms && mp);
+  EXPECT_EQ(mp->write(0, "PRIVATE", 7), Error());
+  EXPECT_EQ(ms->write(50, "shared", 6), Error());
+  EXPECT_EQ(ms->sync(), Error());
+  EXPECT_EQ(read_file(d.file("s"), 0, 7), "aaaaaaa");
+  EXPECT_EQ(read_file(d.file("s"), 50, 6), "shared");
+  EXPECT_EQ(read_all(*mp, 0, 7), "PRIVATE");
+  EXPECT_EQ(read_all(*ms, 0, 7), "aaaaaaa");
+}
+
+TEST(Data, AnonymousMemoryIsZeroedAndWritable) {
+  for (Sharing s : {Sharing::shared, Sharing::private_}) {
+    OpenOptions o;
+    o.write = o.anonymous = true;
+    o.sharing = s;
+    auto m = open_ok("", 0, 8192, o);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(read_all(*m, 0, 8192), std::string(8192, '\0'));
+    EXPECT_EQ(m->write(8000, "anon", 4), Error());
+    EXPECT_EQ(read_all(*m, 8000, 4), "anon");
+    EXPECT_EQ(m->sync(), Error());
+    if (can_resize()) {
+      ASSERT_TRUE(m->resize(1 << 20).ok());
+      EXPECT_EQ(read_all(*m, 8000, 4), "anon");
+      EXPECT_EQ(m->write((1 << 20) - 4, "tail", 4), Error());
+    }
+  }
+  OpenOptions bad;
+  bad.anonymous = true;
+  EXPECT_EQ(Mapping::open("", 4096, 4096, bad).error(), Errc::einval);
+}
+
+// ---- atomics -----------------------------------------------------------------
+
+TEST(Atomics, EveryOperationReturnsTheOldValue) {
+  TempDir d;
+  auto m = open_ok(d.file("a"), 0, 0, rw_create(64));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::add, 8, 5), 0);
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::sub, 8, 2), 5);
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::or_, 8, 0b1100), 3);
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::and_, 8, 0b1010), 0b1111);
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::xor_, 8, 0b0011), 0b1010);
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::xchg, 8, -7), 0b1001);
+  EXPECT_EQ(*m->atomic_load(8), -7);
+  auto cas = m->atomic_cas(8, -7, 42);
+  ASSERT_TRUE(cas.ok());
+  EXPECT_EQ(*cas, std::make_pair(true, std::int64_t{-7}));
+  cas = m->atomic_cas(8, -7, 1);
+  EXPECT_EQ(*cas, std::make_pair(false, std::int64_t{42}));
+  EXPECT_EQ(m->atomic_store(56, std::numeric_limits<std::int64_t>::min()), Error());
+  EXPECT_EQ(*m->atomic_fetch(AtomicOp::sub, 56, 1), std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(*m->atomic_load(56), std::numeric_limits<std::int64_t>::max());  // wraps, no UB
+  std::int64_t raw;
+  std::memcpy(&raw, read_file(d.file("a"), 8, 8).data(), 8);
+  EXPECT_EQ(raw, 42) << "native byte order, in the file";
+}
+
+TEST(Atomics, UnalignedOrOutOfRangeIsEinval) {
+  TempDir d;
+  auto m = open_ok(d.file("a"), 0, 0, rw_create(64));
+  ASSERT_TRUE(m);
+  for (std::uint64_t pos : std::initializer_list<std::uint64_t>{1, 4, 7, 57, 60}) EXPECT_EQ(m->atomic_load(pos).error(), Errc::einval) << pos;
+  EXPECT_EQ(m->atomic_load(64).error(), Errc::einval);
+  EXPECT_TRUE(m->atomic_load(56).ok());
+  // A map at file offset 4 makes position 4 the aligned one.
+  OpenOptions o;
+  o.write = true;
+  auto shifted = open_ok(d.file("a"), 4, 32, o);
+  ASSERT_TRUE(shifted);
+  EXPECT_EQ(shifted->atomic_load(0).error(), Errc::einval);
+  EXPECT_TRUE(shifted->atomic_load(4).ok());
+}
+
+TEST(Atomics, ThreadsAddExactly) {
+  TempDir d;
+  auto m = open_ok(d.file("t"), 0, 0, rw_create(64));
+  ASSERT_TRUE(m);
+  constexpr int kThreads = 4, kAdds = 50000;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&] {
+      for (int i = 0; i < kAdds; ++i) (void)m->atomic_fetch(AtomicOp::add, 0, 1);
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(*m->atomic_load(0), kThreads * kAdds);
+}
+
+TEST(Atomics, TwoProcessesAddExactly) {
+  TempDir d;
+  auto m = open_ok(d.file("p"), 0, 0, rw_create(64));
+  ASSERT_TRUE(m);
+  constexpr int kAdds = 100000;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A separate mapping of the same file, as another program would make.
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(d.file("p"), 0, 0, o);
+    if (!r) ::_exit(2);
+    for (int i = 0; i < kAdds; ++i) (void)r->mapping->atomic_fetch(AtomicOp::add, 16, 1);
+    ::_exit(0);
+  }
+  for (int i = 0; i < kAdds; ++i) (void)m->atomic_fetch(AtomicOp::add, 16, 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(*m->atomic_load(16), 2 * kAdds);
+}
+
+// ---- resize ------------------------------------------------------------------
+
+TEST(Resize, PolicyDoublesThenAddsMaxInc) {
+  EXPECT_EQ(resize_policy(0, 64 << 20, 4096), 4096u);
+  EXPECT_EQ(resize_policy(4096, 64 << 20, 4096), 8192u);
+  EXPECT_EQ(resize_policy(32 << 20, 64 << 20, 4096), 64u << 20);
+  EXPECT_EQ(resize_policy(64 << 20, 64 << 20, 4096), 128u << 20);
+  EXPECT_EQ(resize_policy(128 << 20, 64 << 20, 4096), 192u << 20);
+  EXPECT_EQ(resize_policy(kMax - 10, 64 << 20, 4096), 0u);
+  EXPECT_EQ(resize_policy(1ull << 63, kMax, 4096), 0u);
+}
+
+TEST(Resize, RefusedWithFixedSizeOrOnBackendsWithoutResize) {
+  TempDir d;
+  OpenOptions o = rw_create(4096);
+  o.fixed_size = true;
+  auto m = open_ok(d.file("f"), 0, 0, o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->resize(8192).error(), Errc::fixed_size);
+  EXPECT_EQ(m->grow().error(), Errc::fixed_size);
+  if (!can_resize()) {
+    auto plain = open_ok(d.file("g"), 0, 0, rw_create(4096));
+    EXPECT_EQ(plain->resize(8192).error(), Errc::fixed_size);
+  }
+}
+
+TEST(Resize, GrowKeepsDataAndOldPointersShrinkLeavesThemReadable) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize (contract: fixed_size)";
+  TempDir d;
+  auto m = open_ok(d.file("r"), 0, 0, rw_create(4096));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(0, pattern(4096).data(), 4096), Error());
+  auto pin = m->pin();
+  ASSERT_TRUE(pin.ok());
+  const char* early = nullptr;
+  (void)m->with_range(0, 4096, [&](const char* p, std::size_t, Region&) -> Result<int> {
+    early = p;
+    return 0;
+  });
+  ASSERT_NE(early, nullptr);
+  ASSERT_TRUE(m->resize(256u << 20).ok());
+  EXPECT_EQ(m->size(), 256u << 20);
+  EXPECT_EQ(file_size(d.file("r")), 256u << 20);
+  EXPECT_EQ(std::string(early, 4096), pattern(4096));
+  ASSERT_EQ(m->write((256u << 20) - 8, "the end!", 8), Error());
+  EXPECT_EQ(read_all(*m, (256u << 20) - 8, 8), "the end!");
+  ASSERT_TRUE(m->resize(100).ok());
+  EXPECT_EQ(file_size(d.file("r")), 100u);
+  EXPECT_EQ(std::string(early, 100), pattern(100));
+  // Past the new end the old pointer reads zeros instead of faulting.
+  EXPECT_EQ(std::string(early + 4000, 96), std::string(96, '\0'));
+  char c;
+  EXPECT_EQ(m->read(100, &c, 1).error(), Errc::eof);
+  EXPECT_EQ(m->grow().value(), 200u);
+}
+
+TEST(Resize, ReadOnlyMapCannotGrowTheFile) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+  TempDir d;
+  write_file(d.file("ro"), pattern(10000));
+  auto m = open_ok(d.file("ro"), 0, 100, read_only());
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->resize(20000).error(), Errc::eacces);
+  ASSERT_TRUE(m->resize(9000).ok()) << "covering more of the existing file needs no write";
+  EXPECT_EQ(read_all(*m, 8990, 10), pattern(10000).substr(8990, 10));
+  EXPECT_EQ(file_size(d.file("ro")), 10000u);
+}
+
+TEST(Resize, MapInTheMiddleNeverTruncatesWhatFollows) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+  TempDir d;
+  write_file(d.file("mid"), pattern(20000));
+  OpenOptions o;
+  o.write = true;
+  auto m = open_ok(d.file("mid"), 4100, 5000, o);
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->resize(10).ok());
+  EXPECT_EQ(file_size(d.file("mid")), 20000u);
+  EXPECT_EQ(read_file(d.file("mid"), 0, 20000), pattern(20000));
+}
+
+TEST(Resize, MovesToANewGenerationWhenTheReservationCannotGrow) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  faulty->fail_extend = Error(Errc::enomem);
+  for (Sharing s : {Sharing::shared, Sharing::private_}) {
+    OpenOptions o = rw_create(8192);
+    o.sharing = s;
+    auto r = Mapping::open(d.file(s == Sharing::shared ? "gs" : "gp"), 0, 0, o, faulty);
+    ASSERT_TRUE(r.ok());
+    Mapping& m = *r->mapping;
+    ASSERT_EQ(m.write(0, "generation-one", 14), Error());
+    auto pin = m.pin();
+    ASSERT_TRUE(pin.ok());
+    const char* early = (*pin)->base();
+    // Head-room is at least 1 GiB: 2 GiB cannot fit without extending.
+    ASSERT_TRUE(m.resize(2ull << 30).ok());
+    EXPECT_GE(faulty->extend_calls, 1);
+    auto pin2 = m.pin();
+    EXPECT_NE((*pin2)->base(), (*pin)->base()) << "a new generation";
+    EXPECT_EQ(std::string(early, 14), "generation-one") << "the old one stays mapped while pinned";
+    EXPECT_EQ(read_all(m, 0, 14), "generation-one") << "and its bytes carried over";
+    ASSERT_EQ(m.write((2ull << 30) - 3, "end", 3), Error());
+    if (s == Sharing::shared) {
+      ASSERT_EQ(m.write(0, "GENERATION-TWO", 14), Error());
+      EXPECT_EQ(std::string(early, 14), "GENERATION-TWO") << "shared: same page cache";
+    }
+  }
+}
+
+TEST(Resize, SpaceErrorsLeaveTheMapAsItWas) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  auto r = Mapping::open(d.file("s"), 0, 0, rw_create(4096), faulty);
+  ASSERT_TRUE(r.ok());
+  Mapping& m = *r->mapping;
+  ASSERT_EQ(m.write(0, "keep", 4), Error());
+  faulty->fail_allocate = Error(Errc::enospc);
+  EXPECT_EQ(m.resize(1 << 20).error(), Errc::enospc);
+  EXPECT_EQ(m.size(), 4096u);
+  EXPECT_EQ(read_all(m, 0, 4), "keep");
+  faulty->fail_allocate = Error();
+  EXPECT_TRUE(m.resize(1 << 20).ok());
+}
+
+// ---- lifecycle -------------------------------------------------------------
+
+TEST(Lifecycle, CloseIsIdempotentAndEveryCallThenSaysClosed) {
+  TempDir d;
+  auto m = open_ok(d.file("c"), 0, 0, rw_create(4096));
+  ASSERT_TRUE(m);
+  m->close();
+  m->close();
+  char c;
+  EXPECT_TRUE(m->closed());
+  EXPECT_EQ(m->read(0, &c, 1).error(), Errc::closed);
+  EXPECT_EQ(m->write(0, "x", 1), Errc::closed);
+  EXPECT_EQ(m->atomic_load(0).error(), Errc::closed);
+  EXPECT_EQ(m->atomic_fetch(AtomicOp::add, 0, 1).error(), Errc::closed);
+  EXPECT_EQ(m->atomic_cas(0, 0, 1).error(), Errc::closed);
+  EXPECT_EQ(m->atomic_store(0, 1), Errc::closed);
+  EXPECT_EQ(m->resize(10).error(), Errc::closed);
+  EXPECT_EQ(m->sync(), Errc::closed);
+  EXPECT_EQ(m->advise(0, 1, Advice::normal), Errc::closed);
+  EXPECT_EQ(m->pin().error(), Errc::closed);
+  EXPECT_EQ(m->size(), 4096u) << "information stays readable";
+}
+
+TEST(Lifecycle, PinnedMemoryOutlivesCloseAndAutoUnlinkWaitsForIt) {
+  TempDir d;
+  OpenOptions o = rw_create(4096);
+  o.auto_unlink = true;
+  auto m = open_ok(d.file("u"), 0, 0, o);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(0, "still here", 10), Error());
+  auto pin = m->pin();
+  ASSERT_TRUE(pin.ok());
+  m->close();
+  EXPECT_TRUE(exists(d.file("u"))) << "a pin is a reference";
+  EXPECT_EQ(std::string((*pin)->base(), 10), "still here");
+  pin->reset();
+  EXPECT_FALSE(exists(d.file("u")));
+  auto m2 = open_ok(d.file("v"), 0, 0, o);
+  m2.reset();  // dropped without close
+  EXPECT_FALSE(exists(d.file("v")));
+}
+
+TEST(Lifecycle, NoDescriptorLeaksAndEveryDescriptorIsCloexec) {
+  TempDir d;
+  write_file(d.file("x"), pattern(100));
+  const auto before = open_fds();
+  {
+    auto m = open_ok(d.file("x"), 0, 0, read_only());
+    for (int fd : open_fds()) {
+      if (std::find(before.begin(), before.end(), fd) != before.end()) continue;
+      const int flags = ::fcntl(fd, F_GETFD);
+      if (flags >= 0) {
+        EXPECT_TRUE(flags & FD_CLOEXEC) << "fd " << fd;
+      }
+    }
+  }
+  for (int i = 0; i < 1000; ++i) {
+    auto m = Mapping::open(d.file("x"), 0, 0, read_only());
+    ASSERT_TRUE(m.ok());
+    if (i % 2) m->mapping->close();  // half closed, half dropped
+  }
+  for (int i = 0; i < 200; ++i) (void)Mapping::open(d.file("missing"), 0, 0, read_only());
+  EXPECT_EQ(open_fds().size(), before.size());
+}
+
+// ---- fixed addresses -----------------------------------------------------------
+
+TEST(Address, MapsExactlyThereAndNeverReplaces) {
+  TempDir d;
+  const std::size_t page = make_backend()->page_size();
+  // Find free address space, then give it back and ask for it.
+  void* probe = ::mmap(nullptr, 16 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(probe, MAP_FAILED);
+  ::munmap(probe, 16 * page);
+  OpenOptions o = rw_create(page);
+  o.address = reinterpret_cast<std::uintptr_t>(probe);
+  o.fixed = true;
+  auto m = open_ok(d.file("a"), 0, 0, o);
+  ASSERT_TRUE(m);
+  auto pin = m->pin();
+  EXPECT_EQ(static_cast<void*>((*pin)->base()), probe);
+  // The same address again is taken: an error, and the first map intact.
+  ASSERT_EQ(m->write(0, "mine", 4), Error());
+  EXPECT_EQ(Mapping::open(d.file("b"), 0, 0, o).error(), Errc::eexist);
+  EXPECT_EQ(read_all(*m, 0, 4), "mine");
+}
+
+// ---- hints: honoured, degraded, or reported as ignored -------------------------
+
+TEST(Hints, PureHintsAreReportedWhenTheyHaveNoEffect) {
+  TempDir d;
+  const Capabilities& caps = make_backend()->capabilities();
+  OpenOptions o = rw_create(8192);
+  o.populate = o.nonblock = o.noreserve = o.nocache = o.uninitialized = true;
+  o.sharing = Sharing::shared_validate;
+  auto m = open_ok(d.file("h"), 0, 0, o);
+  ASSERT_TRUE(m);
+  const std::uint32_t ign = m->ignored();
+  EXPECT_EQ((ign & kIgnoredNocache) != 0, !caps.nocache);
+  EXPECT_EQ((ign & kIgnoredNoreserve) != 0, !caps.noreserve);
+  EXPECT_EQ((ign & kIgnoredSharedValidate) != 0, !caps.shared_validate);
+  EXPECT_TRUE(ign & kIgnoredUninitialized) << "meaningless for a file";
+  EXPECT_TRUE(ign & kIgnoredNonblock);
+  EXPECT_FALSE(ign & kIgnoredPopulate) << "populate is honoured or degrades to WILLNEED";
+  ASSERT_EQ(m->write(8000, "hinted", 6), Error());
+  EXPECT_EQ(read_all(*m, 8000, 6), "hinted");
+}
+
+TEST(Hints, MlockedMapWorksOrSaysWhy) {
+  TempDir d;
+  OpenOptions o = rw_create(8192);
+  o.mlock = true;
+  auto r = Mapping::open(d.file("l"), 0, 0, o);
+  if (!r) {
+    EXPECT_TRUE(r.error() == Errc::enomem || r.error() == Errc::eperm || r.error() == Errc::eagain);
+    EXPECT_FALSE(exists(d.file("l")));
+    return;
+  }
+  EXPECT_EQ(r->mapping->write(0, "locked", 6), Error());
+}
+
+// ---- sync and advise ---------------------------------------------------------
+
+TEST(Durability, SyncAndAdviseAcceptEveryRange) {
+  TempDir d;
+  auto m = open_ok(d.file("s"), 4100, 3 * 4096, [] {
+    OpenOptions o = rw_create(0);
+    o.size.reset();
+    return o;
+  }());
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(5000, "durable", 7), Error());
+  EXPECT_EQ(m->sync(5000, 7), Error());
+  EXPECT_EQ(read_file(d.file("s"), 4100 + 5000, 7), "durable");
+  EXPECT_EQ(m->sync(0, 0), Error());
+  EXPECT_EQ(m->sync(), Error());
+  for (Advice a : {Advice::normal, Advice::random, Advice::sequential, Advice::willneed, Advice::dontneed})
+    EXPECT_EQ(m->advise(1, 5000, a), Error());
+  EXPECT_EQ(read_all(*m, 5000, 7), "durable") << "dontneed keeps shared data";
+}
+
+// ---- races -------------------------------------------------------------------
+
+TEST(Races, AccessesDuringResizeAndCloseNeverFault) {
+  // Without resize (darwin) the resizes just answer fixed_size: close still races.
+  TempDir d;
+  for (int round = 0; round < 5; ++round) {
+    auto m = open_ok(d.file("race"), 0, 0, rw_create(1 << 16));
+    ASSERT_TRUE(m);
+    std::atomic<bool> stop{false};
+    std::atomic<long> closed_seen{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t)
+      ts.emplace_back([&, t] {
+        char buf[256];
+        std::uint64_t i = static_cast<std::uint64_t>(t);
+        while (!stop.load()) {
+          const std::uint64_t pos = (i * 7919) % (1 << 17);
+          auto r = m->read(pos, buf, sizeof buf);
+          Error w = m->write(pos, buf, 64);
+          auto a = m->atomic_fetch(AtomicOp::add, pos & ~7ull, 1);
+          if (!r && r.error() == Errc::closed && w == Errc::closed && !a) closed_seen.fetch_add(1);
+          ++i;
+        }
+      });
+    for (int i = 0; i < 200; ++i) (void)m->resize(i % 2 ? (1 << 17) : (1 << 12));
+    m->close();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    stop = true;
+    for (auto& t : ts) t.join();
+    EXPECT_GT(closed_seen.load(), 0);
+  }
+}
+
+// ---- space errors (real ones) --------------------------------------------------
+
+// Runs `body` in a child process and returns its exit status.
+template <typename F>
+int in_child(F body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(body());
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(Space, FileSizeLimitIsEfbigNotSigxfsz) {
+  TempDir d;
+  const int rc = in_child([&] {
+    struct rlimit rl {1 << 20, 1 << 20};
+    if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 10;
+    auto r = Mapping::open(d.file("big"), 0, 0, rw_create(2 << 20));
+    if (r.ok() || r.error() != Errc::efbig) return 11;
+    if (exists(d.file("big"))) return 12;
+    auto small = Mapping::open(d.file("small"), 0, 0, rw_create(4096));
+    if (!small) return 13;
+    if (!can_resize()) return 0;
+    auto g = small->mapping->resize(4 << 20);
+    if (g.ok() || g.error() != Errc::efbig) return 14;
+    if (small->mapping->size() != 4096) return 15;
+    return 0;
+  });
+  EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
+}
+
+TEST(Space, FullFileSystemIsEnospcAtOpenAndResize) {
+  TempDir d;
+  const int rc = in_child([&] {
+    // A 256 KiB tmpfs in a mount namespace of our own: no change outside.
+    if (::unshare(CLONE_NEWNS) != 0) return 77;
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
+    if (::mount("tmpfs", d.path().c_str(), "tmpfs", 0, "size=256k") != 0) return 77;
+    auto r = Mapping::open(d.file("big"), 0, 0, rw_create(1 << 20));
+    if (r.ok() || r.error() != Errc::enospc) return 10;
+    if (exists(d.file("big"))) return 11;
+    auto small = Mapping::open(d.file("small"), 0, 0, rw_create(64 << 10));
+    if (!small) return 12;
+    if (!can_resize()) return 0;
+    auto g = small->mapping->resize(1 << 20);
+    if (g.ok() || g.error() != Errc::enospc) return 13;
+    if (small->mapping->size() != 64 << 10) return 14;
+    if (small->mapping->write(0, "ok", 2)) return 15;
+    return 0;
+  });
+  if (rc == 77) GTEST_SKIP() << "cannot mount a small tmpfs here (needs CAP_SYS_ADMIN in a mount namespace)";
+  EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
+}
+
+}  // namespace
+}  // namespace emmap::test
