@@ -705,7 +705,7 @@ TEST(Space, FullFileSystemIsEnospcAtOpenAndResize) {
   const int rc = in_child([&] {
     // A 256 KiB tmpfs in a mount namespace of our own: no change outside.
     if (::unshare(CLONE_NEWNS) != 0) return 77;
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
+    if (::mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
     if (::mount("tmpfs", d.path().c_str(), "tmpfs", 0, "size=256k") != 0) return 77;
     auto r = Mapping::open(d.file("big"), 0, 0, rw_create(1 << 20));
     if (r.ok() || r.error() != Errc::enospc) return 10;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every test of emmap on a fresh Debian 12 machine (installs what is
+# missing first). Stages, each in its own build directory:
+#   build/         linux backend: GoogleTest contract suite (+ EUnit when built)
+#   build-asan/    the same tests with -Db_sanitize=address,undefined
+#   build-darwin/  darwin backend (portable paths) against the same contract
+#   build-bsd/     bsd backend against the same contract
+#   valgrind       the GoogleTest suites of build/ under valgrind
+#   install        `meson install` to a staging dir, then a C++ program built
+#                  with `pkg-config --cflags --libs emmap` against it
+# Ends with one line "emmap: N passed, N failed"; exits non-zero on failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh || exit 1
+
+passed=0
+failed=0
+failures=()
+
+# count BUILD_DIR [SETUP]: adds the results of the last `meson test` in BUILD_DIR.
+count() {
+  local log="$1/meson-logs/testlog${2:+-$2}.json" p f
+  [ -f "$log" ] || { failed=$((failed + 1)); return; }
+  read -r p f < <(python3 - "$log" <<'PY'
+import json, sys
+ok = bad = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line).get("result")
+    if r in ("OK", "EXPECTEDFAIL", "SKIP"): ok += 1
+    else: bad += 1
+print(ok, bad)
+PY
+)
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+# stage NAME BUILD_DIR [meson setup args...] -- [meson test args...]
+stage() {
+  local name=$1 dir=$2
+  shift 2
+  local setup=() testargs=()
+  while (($#)) && [ "$1" != "--" ]; do setup+=("$1"); shift; done
+  (($#)) && shift
+  testargs=("$@")
+  echo "=== $name ==="
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "${setup[@]}" >/dev/null || { failures+=("$name: setup"); failed=$((failed + 1)); return; }
+  else
+    meson setup "$dir" "${setup[@]}" >/dev/null || { failures+=("$name: setup"); failed=$((failed + 1)); return; }
+  fi
+  if ! meson compile -C "$dir"; then
+    failures+=("$name: build")
+    failed=$((failed + 1))
+    return
+  fi
+  meson test -C "$dir" --print-errorlogs "${testargs[@]}" || failures+=("$name")
+  count "$dir"
+}
+
+stage "linux backend" build -Dos_backend=linux
+stage "address+undefined sanitizers" build-asan -Dos_backend=linux -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled
+stage "darwin backend" build-darwin -Dos_backend=darwin -Dbenchmarks=disabled -Derlang=disabled
+stage "bsd backend" build-bsd -Dos_backend=bsd -Dbenchmarks=disabled -Derlang=disabled
+
+echo "=== valgrind ==="
+meson test -C build --setup valgrind --suite core --print-errorlogs || failures+=("valgrind")
+count build valgrind
+
+echo "=== install + pkg-config ==="
+if bash scripts/check-install.sh build; then
+  passed=$((passed + 1))
+else
+  failures+=("install")
+  failed=$((failed + 1))
+fi
+
+((${#failures[@]})) && printf 'failed stage: %s\n' "${failures[@]}"
+echo "emmap: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
