@@ -31,6 +31,19 @@ class AccessGate {
     }
   }
 
+  // Enters as a reader unless a writer is inside or waiting; never blocks.
+  // Returns false (and holds nothing) when it would have to wait.
+  bool try_enter(std::size_t& slot) noexcept {
+    const std::size_t s = my_slot();
+    slots_[s].readers.fetch_add(1, std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_seq_cst)) {
+      slot = s;
+      return true;
+    }
+    slots_[s].readers.fetch_sub(1, std::memory_order_release);
+    return false;
+  }
+
   void leave(std::size_t s) noexcept { slots_[s].readers.fetch_sub(1, std::memory_order_release); }
 
   // Exclusive section: no reader runs while it is held.
@@ -47,16 +60,29 @@ class AccessGate {
     writer_mutex_.unlock();
   }
 
+  // A reader section; with `wait` false it may fail to enter (entered()
+  // false) instead of blocking behind a writer.
   class Reader {
    public:
-    explicit Reader(AccessGate& g) noexcept : gate_(g), slot_(g.enter()) {}
-    ~Reader() { gate_.leave(slot_); }
+    explicit Reader(AccessGate& g, bool wait = true) noexcept : gate_(g) {
+      if (wait) {
+        slot_ = g.enter();
+        entered_ = true;
+      } else {
+        entered_ = g.try_enter(slot_);
+      }
+    }
+    ~Reader() {
+      if (entered_) gate_.leave(slot_);
+    }
+    bool entered() const noexcept { return entered_; }
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
 
    private:
     AccessGate& gate_;
-    std::size_t slot_;
+    std::size_t slot_ = 0;
+    bool entered_ = false;
   };
 
  private:

@@ -228,20 +228,24 @@ bool Mapping::closed() const noexcept { return closed_.load(std::memory_order_ac
 
 std::uint64_t Mapping::size() const noexcept { return size_seen_.load(std::memory_order_relaxed); }
 
-Result<std::size_t> Mapping::read(std::uint64_t pos, void* dst, std::size_t len) noexcept {
-  return with_range(pos, len, [dst](const char* p, std::size_t n, Region&) -> Result<std::size_t> {
-    if (n > 0) std::memcpy(dst, p, n);
-    return n;
-  });
+Result<std::size_t> Mapping::read(std::uint64_t pos, void* dst, std::size_t len, Wait w) noexcept {
+  return with_range(
+      pos, len,
+      [dst](const char* p, std::size_t n, Region&) -> Result<std::size_t> {
+        if (n > 0) std::memcpy(dst, p, n);
+        return n;
+      },
+      w);
 }
 
-Error Mapping::write(std::uint64_t pos, const void* src, std::size_t len) noexcept {
-  AccessGate::Reader in(gate_);
-  if (!region_) return Errc::closed;
-  if (!options_.write) return Errc::eacces;
-  if (pos > size_ || len > size_ - pos) return Errc::einval;
-  if (len > 0) std::memcpy(data_ + pos, src, len);
-  return {};
+Error Mapping::write(std::uint64_t pos, const void* src, std::size_t len, Wait w) noexcept {
+  return with_writable(
+      pos, len,
+      [src](char* p, std::size_t n) -> Error {
+        if (n > 0) std::memcpy(p, src, n);
+        return {};
+      },
+      w);
 }
 
 Result<std::shared_ptr<Region>> Mapping::pin() noexcept {
@@ -261,8 +265,9 @@ Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
   return p;
 }
 
-Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v) noexcept {
-  AccessGate::Reader in(gate_);
+Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v, Wait w) noexcept {
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
@@ -278,8 +283,9 @@ Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::
 }
 
 Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
-                                                          std::int64_t desired) noexcept {
-  AccessGate::Reader in(gate_);
+                                                          std::int64_t desired, Wait w) noexcept {
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
@@ -287,15 +293,17 @@ Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std
   return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
 }
 
-Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos) noexcept {
-  AccessGate::Reader in(gate_);
+Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, false);
   if (!p) return p.error();
   return std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
 }
 
-Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value) noexcept {
-  AccessGate::Reader in(gate_);
+Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexcept {
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).store(value);

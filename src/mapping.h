@@ -74,6 +74,11 @@ enum IgnoredHint : std::uint32_t {
 
 enum class AtomicOp : std::uint8_t { add, sub, and_, or_, xor_, xchg };
 
+// Whether a data access may wait behind a resize or close in progress.
+// Callers that must not block (an Erlang NIF on a normal scheduler) pass
+// Wait::no and get Errc::ebusy instead, then retry where blocking is fine.
+enum class Wait : std::uint8_t { yes, no };
+
 // The growth policy: double while below `max_inc`, then add `max_inc`.
 // Returns 0 when the next size would overflow.
 std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::size_t page) noexcept;
@@ -111,28 +116,39 @@ class Mapping {
   const MappingBackend& backend() const noexcept { return *backend_; }
 
   // ---- data ---------------------------------------------------------------
+  // Every data access below also fails with ebusy when called with Wait::no
+  // while a resize or close holds the map.
+
   // Copies up to `len` bytes at `pos` into `dst`; returns the count (short at
   // the end). Errors: eof (pos >= size), closed.
-  Result<std::size_t> read(std::uint64_t pos, void* dst, std::size_t len) noexcept;
+  Result<std::size_t> read(std::uint64_t pos, void* dst, std::size_t len, Wait w = Wait::yes) noexcept;
   // Writes exactly `len` bytes at `pos`. Errors: einval (past the end),
   // eacces (read-only), closed.
-  Error write(std::uint64_t pos, const void* src, std::size_t len) noexcept;
+  Error write(std::uint64_t pos, const void* src, std::size_t len, Wait w = Wait::yes) noexcept;
 
   // Calls f(const char* data, std::size_t n, Region& generation) inside the
   // gate for the readable part of [pos, pos+len); `generation` is the region
-  // the pointer lies in (pin it to keep the pointer valid afterwards).
-  // Errors: eof, closed; f's own result is passed through.
+  // the pointer lies in (Region::shared_from_this() keeps it valid after the
+  // call). f must not call back into this Mapping. Errors: eof, closed,
+  // ebusy; f's own result is passed through.
   template <typename F>
-  auto with_range(std::uint64_t pos, std::size_t len, F&& f) noexcept -> decltype(f(nullptr, 0, std::declval<Region&>()));
+  auto with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w = Wait::yes) noexcept
+      -> decltype(f(nullptr, 0, std::declval<Region&>()));
+  // Like with_range, for writing: f(char* data, std::size_t n) over exactly
+  // [pos, pos+len). Errors: einval (past the end), eacces, closed, ebusy.
+  template <typename F>
+  auto with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w = Wait::yes) noexcept
+      -> decltype(f(nullptr, 0));
 
   // ---- atomics (8-byte aligned signed 64-bit, native byte order) ----------
   // Errors: einval (unaligned or out of range), eacces (write on read-only), closed.
-  Result<std::int64_t> atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t value) noexcept;
+  Result<std::int64_t> atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t value,
+                                    Wait w = Wait::yes) noexcept;
   // Returns {swapped, value seen}.
   Result<std::pair<bool, std::int64_t>> atomic_cas(std::uint64_t pos, std::int64_t expected,
-                                                   std::int64_t desired) noexcept;
-  Result<std::int64_t> atomic_load(std::uint64_t pos) noexcept;
-  Error atomic_store(std::uint64_t pos, std::int64_t value) noexcept;
+                                                   std::int64_t desired, Wait w = Wait::yes) noexcept;
+  Result<std::int64_t> atomic_load(std::uint64_t pos, Wait w = Wait::yes) noexcept;
+  Error atomic_store(std::uint64_t pos, std::int64_t value, Wait w = Wait::yes) noexcept;
 
   // ---- size and durability ------------------------------------------------
   // Sets the mapped length. The file grows (blocks reserved) as needed and
@@ -194,7 +210,7 @@ struct Mapping::Opened {
 };
 
 // One generation of address space. Unmapped when the last owner is gone.
-class Region {
+class Region : public std::enable_shared_from_this<Region> {
  public:
   // [alloc, alloc+alloc_len) is what the OS gave; base is `alloc` rounded up
   // to the mapping granularity (the huge page size for huge-page maps).
@@ -224,13 +240,25 @@ class Region {
 };
 
 template <typename F>
-auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f) noexcept
+auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noexcept
     -> decltype(f(nullptr, 0, std::declval<Region&>())) {
-  AccessGate::Reader in(gate_);
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
   if (pos >= size_) return Error(Errc::eof);
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
   return f(static_cast<const char*>(data_ + pos), n, *region_);
+}
+
+template <typename F>
+auto Mapping::with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w) noexcept
+    -> decltype(f(nullptr, 0)) {
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
+  if (!region_) return Error(Errc::closed);
+  if (!options_.write) return Error(Errc::eacces);
+  if (pos > size_ || len > size_ - pos) return Error(Errc::einval);
+  return f(data_ + pos, len);
 }
 
 }  // namespace emmap

@@ -669,6 +669,34 @@ TEST(Races, AccessesDuringResizeAndCloseNeverFault) {
   }
 }
 
+TEST(Races, NonWaitingAccessSaysEbusyWhileAResizeHoldsTheMap) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  auto r = Mapping::open(d.file("busy"), 0, 0, rw_create(4096), faulty);
+  ASSERT_TRUE(r.ok());
+  Mapping& m = *r->mapping;
+  std::atomic<int> phase{0};
+  faulty->on_map_into = [&] {
+    phase = 1;
+    while (phase.load() != 2) std::this_thread::yield();
+  };
+  std::thread resizer([&] { EXPECT_TRUE(m.resize(1 << 20).ok()); });
+  while (phase.load() != 1) std::this_thread::yield();
+  char c;
+  EXPECT_EQ(m.read(0, &c, 1, Wait::no).error(), Errc::ebusy);
+  EXPECT_EQ(m.write(0, "x", 1, Wait::no), Errc::ebusy);
+  EXPECT_EQ(m.atomic_load(0, Wait::no).error(), Errc::ebusy);
+  EXPECT_EQ(m.atomic_fetch(AtomicOp::add, 0, 1, Wait::no).error(), Errc::ebusy);
+  std::thread waiter([&] { EXPECT_EQ(*m.atomic_fetch(AtomicOp::add, 0, 1), 0); });
+  phase = 2;
+  resizer.join();
+  waiter.join();
+  faulty->on_map_into = nullptr;
+  EXPECT_EQ(*m.atomic_load(0, Wait::no), 1);
+  EXPECT_EQ(m.size(), 1u << 20);
+}
+
 // ---- space errors (real ones) --------------------------------------------------
 
 // Runs `body` in a child process and returns its exit status.

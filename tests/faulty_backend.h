@@ -2,6 +2,7 @@
 // chosen calls, so the core's error and fallback paths run on any machine.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "backend.h"
@@ -15,6 +16,7 @@ class FaultyBackend final : public MappingBackend {
   Error fail_extend;      // extend_reservation answers this when set
   Error fail_allocate;    // allocate answers this when set
   Error fail_map_into;    // map_into answers this when set
+  std::function<void()> on_map_into;  // runs inside map_into (e.g. to stall a resize)
   int extend_calls = 0;
   int map_calls = 0;
 
@@ -36,6 +38,7 @@ class FaultyBackend final : public MappingBackend {
   }
   Error map_into(void* at, const MapRequest& r) noexcept override {
     ++map_calls;
+    if (on_map_into) on_map_into();
     return fail_map_into ? fail_map_into : real_->map_into(at, r);
   }
   Error zero_fill(void* at, std::size_t l) noexcept override { return real_->zero_fill(at, l); }
