@@ -172,7 +172,10 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
 
   // ---- the length ----
   std::uint64_t len = length;
-  if (len == 0) len = o.size ? *o.size : (file_size > offset ? file_size - offset : 0);
+  if (len == 0) {
+    const bool use_size = o.size && !(o.fit && existed);
+    len = use_size ? *o.size : (file_size > offset ? file_size - offset : 0);
+  }
   if (offset > std::numeric_limits<std::uint64_t>::max() - len) return fail(Errc::einval);
   if (len > kMaxMapLen || offset > kMaxMapLen * 1024) return fail(Errc::enomem);
   if (!o.anonymous && offset + len > file_size) {

@@ -59,6 +59,7 @@ struct OpenOptions {
   bool auto_unlink = false;    // unlink the file when the last reference is gone
   std::uint32_t mode = 0600;   // permissions of a created file
   std::optional<std::uint64_t> size;  // length when the file is created or grown
+  bool fit = false;            // an existing file keeps its own length: `size` applies to new files only
   std::uint64_t max_inc_size = kDefaultMaxIncSize;  // growth policy, see resize_policy()
 };
 

@@ -1,0 +1,425 @@
+%%% @doc Memory-mapped files.
+%%%
+%%% A handle is a `#file_descriptor{module = emmap}', so the `file' module
+%%% works on it (`file:pread/3', `file:write/2', `file:position/2',
+%%% `file:close/1', ...). Wrong argument types raise `badarg'; wrong values
+%%% return `{error, Atom}'. After `close/1' every call returns
+%%% `{error, closed}'. See README.md for the options and the guarantees.
+-module(emmap).
+
+-include_lib("kernel/include/file.hrl").
+
+-export([open/2, open/4, close/1, info/1,
+         pread/2, pread/3, pwrite/2, pwrite/3, read/2, write/2, read_line/1,
+         position/2, truncate/1,
+         sync/1, sync/3, datasync/1, flush/1, sync_async/1, advise/4,
+         resize/1, resize/2]).
+-export([patomic_add/3, patomic_sub/3, patomic_and/3, patomic_or/3, patomic_xor/3,
+         patomic_xchg/3, patomic_cas/4, patomic_read_integer/2, patomic_write_integer/3,
+         patomic/4, patomic_read/2, patomic_write/3]).
+-export([open_counters/1, open_counters/2, close_counters/1,
+         inc_counter/2, inc_counter/3, dec_counter/2, dec_counter/3,
+         set_counter/3, read_counter/2]).
+
+-export_type([mmap_file/0, open_option/0, open_info/0, counters/0]).
+
+-type mmap_file() :: #file_descriptor{}.
+-type open_option() ::
+        read | write | create | truncate | shared | private | direct | lock | nolock
+      | auto_unlink | anon | populate | nonblock | noreserve | nocache | uninitialized
+      | shared_validate | sync | hugetlb | huge_2mb | huge_1gb | fixed | fixed_size | fit
+      | debug | {address, pos_integer()} | {chmod, non_neg_integer()}
+      | {size, non_neg_integer()} | {max_inc_size, pos_integer()}.
+-type open_info() :: #{exist := boolean(), size := non_neg_integer(), ignored := [open_option()]}.
+-type reason() :: atom() | {invalid_option, term()}.
+-type location() :: integer() | {bof, integer()} | {cur, integer()} | {eof, integer()} | bof | cur | eof.
+-type hint() :: normal | random | sequential | willneed | dontneed.
+-type atomic_op() :: add | sub | 'band' | 'bor' | 'bxor' | xchg.
+
+-define(ALL, 16#FFFFFFFFFFFFFFFF).
+
+%%% ---------------------------------------------------------------------------
+%%% Opening and closing
+%%% ---------------------------------------------------------------------------
+
+%% @doc Maps a whole file: its length, or `{size, N}' when it is created.
+-spec open(file:name_all(), [open_option()]) ->
+          {ok, mmap_file(), open_info()} | {error, reason()}.
+open(File, Options) ->
+    open(File, 0, 0, Options).
+
+%% @doc Maps `Length' bytes from byte `Offset' (any offset). `Length' 0 means
+%% `{size, N}' if given, else the rest of the file.
+-spec open(file:name_all(), non_neg_integer(), non_neg_integer(), [open_option()]) ->
+          {ok, mmap_file(), open_info()} | {error, reason()}.
+open(File, Offset, Length, Options)
+  when is_integer(Offset), is_integer(Length), is_list(Options) ->
+    Bin = name_to_binary(File),
+    case emmap_nif:open(Bin, File, Offset, Length, Options) of
+        {ok, Res, Info} -> {ok, #file_descriptor{module = ?MODULE, data = Res}, Info};
+        {error, _} = E -> E
+    end;
+open(File, Offset, Length, Options) ->
+    erlang:error(badarg, [File, Offset, Length, Options]).
+
+%% @doc Closes the map. Idempotent. Zero-copy binaries taken from it stay
+%% valid; the memory is unmapped when the last of them is collected.
+-spec close(mmap_file()) -> ok.
+close(Mem) -> emmap_nif:close(res(Mem)).
+
+%% @doc `#{size, path, mode, options, backend, ignored, position}'.
+-spec info(mmap_file()) -> map() | {error, closed}.
+info(Mem) ->
+    case emmap_nif:info(res(Mem)) of
+        #{closed := true} -> {error, closed};
+        Info -> maps:remove(closed, Info)
+    end.
+
+%%% ---------------------------------------------------------------------------
+%%% Reading and writing
+%%% ---------------------------------------------------------------------------
+
+%% @doc Reads up to `Len' bytes at `Pos' (shorter at the end); `eof' at or past it.
+-spec pread(mmap_file(), non_neg_integer(), non_neg_integer()) ->
+          {ok, binary()} | eof | {error, reason()}.
+pread(Mem, Pos, Len) when is_integer(Pos), is_integer(Len) ->
+    emmap_nif:pread(res(Mem), Pos, Len);
+pread(Mem, Pos, Len) ->
+    erlang:error(badarg, [Mem, Pos, Len]).
+
+%% @doc The list form of `file:pread/2'.
+-spec pread(mmap_file(), [{non_neg_integer(), non_neg_integer()}]) ->
+          {ok, [binary() | eof]} | {error, reason()}.
+pread(Mem, LocNums) when is_list(LocNums) ->
+    R = res(Mem),
+    pread_list(R, LocNums, []);
+pread(Mem, LocNums) ->
+    erlang:error(badarg, [Mem, LocNums]).
+
+pread_list(_R, [], Acc) ->
+    {ok, lists:reverse(Acc)};
+pread_list(R, [{Pos, Len} | T], Acc) when is_integer(Pos), is_integer(Len) ->
+    case emmap_nif:pread(R, Pos, Len) of
+        {ok, Bin} -> pread_list(R, T, [Bin | Acc]);
+        eof -> pread_list(R, T, [eof | Acc]);
+        {error, _} = E -> E
+    end;
+pread_list(_R, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Writes `Data' (iodata) at `Pos'; past the end is `{error, einval}'.
+-spec pwrite(mmap_file(), non_neg_integer(), iodata()) -> ok | {error, reason()}.
+pwrite(Mem, Pos, Data) when is_integer(Pos), is_binary(Data) ->
+    emmap_nif:pwrite(res(Mem), Pos, Data);
+pwrite(Mem, Pos, Data) when is_integer(Pos), is_list(Data) ->
+    emmap_nif:pwrite(res(Mem), Pos, iolist_to_binary(Data));
+pwrite(Mem, Pos, Data) ->
+    erlang:error(badarg, [Mem, Pos, Data]).
+
+%% @doc The list form of `file:pwrite/2': `{error, {N, Reason}}' after N writes.
+-spec pwrite(mmap_file(), [{non_neg_integer(), iodata()}]) ->
+          ok | {error, {non_neg_integer(), reason()}}.
+pwrite(Mem, LocBytes) when is_list(LocBytes) ->
+    R = res(Mem),
+    pwrite_list(R, LocBytes, 0);
+pwrite(Mem, LocBytes) ->
+    erlang:error(badarg, [Mem, LocBytes]).
+
+pwrite_list(_R, [], _N) ->
+    ok;
+pwrite_list(R, [{Pos, Data} | T], N) when is_integer(Pos), is_binary(Data) orelse is_list(Data) ->
+    case emmap_nif:pwrite(R, Pos, iolist_to_binary(Data)) of
+        ok -> pwrite_list(R, T, N + 1);
+        {error, Reason} -> {error, {N, Reason}}
+    end;
+pwrite_list(_R, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Reads up to `Len' bytes at the handle's position, which advances.
+-spec read(mmap_file(), non_neg_integer()) -> {ok, binary()} | eof | {error, reason()}.
+read(Mem, Len) when is_integer(Len) ->
+    emmap_nif:read(res(Mem), Len);
+read(Mem, Len) ->
+    erlang:error(badarg, [Mem, Len]).
+
+%% @doc Writes at the handle's position, which advances.
+-spec write(mmap_file(), iodata()) -> ok | {error, reason()}.
+write(Mem, Data) when is_binary(Data) ->
+    emmap_nif:write(res(Mem), Data);
+write(Mem, Data) when is_list(Data) ->
+    emmap_nif:write(res(Mem), iolist_to_binary(Data));
+write(Mem, Data) ->
+    erlang:error(badarg, [Mem, Data]).
+
+%% @doc The next line, newline included (the last line may have none).
+-spec read_line(mmap_file()) -> {ok, binary()} | eof | {error, reason()}.
+read_line(Mem) -> emmap_nif:read_line(res(Mem)).
+
+%% @doc As `file:position/2'; `{eof, -N}' is N bytes before the end.
+-spec position(mmap_file(), location()) -> {ok, non_neg_integer()} | {error, reason()}.
+position(Mem, Pos) when is_integer(Pos) -> emmap_nif:position(res(Mem), bof, Pos);
+position(Mem, bof) -> emmap_nif:position(res(Mem), bof, 0);
+position(Mem, cur) -> emmap_nif:position(res(Mem), cur, 0);
+position(Mem, eof) -> emmap_nif:position(res(Mem), eof, 0);
+position(Mem, {Whence, Off}) when (Whence =:= bof orelse Whence =:= cur orelse Whence =:= eof),
+                                  is_integer(Off) ->
+    emmap_nif:position(res(Mem), Whence, Off);
+position(Mem, Where) ->
+    erlang:error(badarg, [Mem, Where]).
+
+%% @doc `file:truncate/1': the map (and the file) end at the current position.
+-spec truncate(mmap_file()) -> ok | {error, reason()}.
+truncate(Mem) ->
+    R = res(Mem),
+    case emmap_nif:position(R, cur, 0) of
+        {ok, Pos} ->
+            case emmap_nif:resize(R, Pos) of
+                {ok, _} -> ok;
+                {error, _} = E -> E
+            end;
+        {error, _} = E -> E
+    end.
+
+%%% ---------------------------------------------------------------------------
+%%% Size and durability
+%%% ---------------------------------------------------------------------------
+
+%% @doc Returns when the whole map is on stable storage (never MS_ASYNC).
+-spec sync(mmap_file()) -> ok | {error, reason()}.
+sync(Mem) -> emmap_nif:sync(res(Mem), 0, ?ALL).
+
+%% @doc Returns when `[Pos, Pos+Len)' is on stable storage.
+-spec sync(mmap_file(), non_neg_integer(), non_neg_integer()) -> ok | {error, reason()}.
+sync(Mem, Pos, Len) when is_integer(Pos), is_integer(Len) ->
+    emmap_nif:sync(res(Mem), Pos, Len);
+sync(Mem, Pos, Len) ->
+    erlang:error(badarg, [Mem, Pos, Len]).
+
+%% @doc Same as `sync/1' (for `file:datasync/1').
+-spec datasync(mmap_file()) -> ok | {error, reason()}.
+datasync(Mem) -> sync(Mem).
+
+%% @doc Same as `sync/1': a flush that returns is durable.
+-spec flush(mmap_file()) -> ok | {error, reason()}.
+flush(Mem) -> sync(Mem).
+
+%% @doc Starts a sync in the background; the caller later receives
+%% `{emmap_sync, Ref, ok | {error, Reason}}'.
+-spec sync_async(mmap_file()) -> {ok, reference()} | {error, reason()}.
+sync_async(Mem) ->
+    R = res(Mem),
+    Ref = make_ref(),
+    case emmap_nif:sync_async(R, Ref) of
+        ok -> {ok, Ref};
+        {error, _} = E -> E
+    end.
+
+-spec advise(mmap_file(), non_neg_integer(), non_neg_integer(), hint()) -> ok | {error, reason()}.
+advise(Mem, Pos, Len, Hint) when is_integer(Pos), is_integer(Len), is_atom(Hint) ->
+    emmap_nif:advise(res(Mem), Pos, Len, Hint);
+advise(Mem, Pos, Len, Hint) ->
+    erlang:error(badarg, [Mem, Pos, Len, Hint]).
+
+%% @doc Grows by policy: doubles below `max_inc_size' (64 MiB by default),
+%% then adds `max_inc_size'.
+-spec resize(mmap_file()) -> {ok, non_neg_integer()} | {error, reason()}.
+resize(Mem) -> emmap_nif:resize(res(Mem)).
+
+%% @doc Sets the length. `{error, fixed_size}' with `fixed_size' or where the
+%% backend cannot resize. Zero-copy binaries stay valid (zeros past a shrink).
+-spec resize(mmap_file(), non_neg_integer()) -> {ok, non_neg_integer()} | {error, reason()}.
+resize(Mem, Size) when is_integer(Size) -> emmap_nif:resize(res(Mem), Size);
+resize(Mem, Size) -> erlang:error(badarg, [Mem, Size]).
+
+%%% ---------------------------------------------------------------------------
+%%% Atomics: 64-bit signed integers, native byte order, 8-byte aligned
+%%% ---------------------------------------------------------------------------
+
+-spec patomic_add(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
+patomic_add(Mem, Pos, V) -> patomic(Mem, Pos, add, V).
+-spec patomic_sub(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
+patomic_sub(Mem, Pos, V) -> patomic(Mem, Pos, sub, V).
+-spec patomic_and(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
+patomic_and(Mem, Pos, V) -> patomic(Mem, Pos, 'band', V).
+-spec patomic_or(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
+patomic_or(Mem, Pos, V) -> patomic(Mem, Pos, 'bor', V).
+-spec patomic_xor(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
+patomic_xor(Mem, Pos, V) -> patomic(Mem, Pos, 'bxor', V).
+-spec patomic_xchg(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
+patomic_xchg(Mem, Pos, V) -> patomic(Mem, Pos, xchg, V).
+
+%% @doc `{true, Expected}' when swapped, `{false, Current}' when not.
+-spec patomic_cas(mmap_file(), non_neg_integer(), integer(), integer()) ->
+          {boolean(), integer()} | {error, reason()}.
+patomic_cas(Mem, Pos, Expected, New) when is_integer(Pos), is_integer(Expected), is_integer(New) ->
+    emmap_nif:patomic_cas(res(Mem), Pos, Expected, New);
+patomic_cas(Mem, Pos, Expected, New) ->
+    erlang:error(badarg, [Mem, Pos, Expected, New]).
+
+-spec patomic_read_integer(mmap_file(), non_neg_integer()) -> {ok, integer()} | {error, reason()}.
+patomic_read_integer(Mem, Pos) when is_integer(Pos) -> emmap_nif:patomic_read(res(Mem), Pos);
+patomic_read_integer(Mem, Pos) -> erlang:error(badarg, [Mem, Pos]).
+
+-spec patomic_write_integer(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
+patomic_write_integer(Mem, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic_write(res(Mem), Pos, V);
+patomic_write_integer(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
+
+%% @doc One atomic operation; returns the old value.
+-spec patomic(mmap_file(), non_neg_integer(), atomic_op(), integer()) ->
+          {ok, integer()} | {error, reason()}.
+patomic(Mem, Pos, Op, V) when is_integer(Pos), is_atom(Op), is_integer(V) ->
+    emmap_nif:patomic(res(Mem), Pos, Op, V);
+patomic(Mem, Pos, Op, V) ->
+    erlang:error(badarg, [Mem, Pos, Op, V]).
+
+%% @doc The value at `Pos' (bare), or `{error, Reason}'.
+-spec patomic_read(mmap_file(), non_neg_integer()) -> integer() | {error, reason()}.
+patomic_read(Mem, Pos) ->
+    case patomic_read_integer(Mem, Pos) of
+        {ok, V} -> V;
+        {error, _} = E -> E
+    end.
+
+-spec patomic_write(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
+patomic_write(Mem, Pos, V) -> patomic_write_integer(Mem, Pos, V).
+
+%%% ---------------------------------------------------------------------------
+%%% Persistent counters: a header, then one 64-bit counter per slot
+%%%
+%%%   0  magic   "EMMAPCNT"
+%%%   8  version (1)
+%%%   16 count   number of counters
+%%%   24 reserved
+%%%   32 counter 0, 40 counter 1, ...
+%%% ---------------------------------------------------------------------------
+
+-record(emmap_counters, {mem :: mmap_file(), count :: pos_integer()}).
+-opaque counters() :: #emmap_counters{}.
+
+-define(CNT_MAGIC, <<"EMMAPCNT">>).
+-define(CNT_VERSION, 1).
+-define(CNT_HEADER, 32).
+
+%% @doc Opens (or creates) a counter file with one counter. Raises on error.
+-spec open_counters(file:name_all()) -> counters().
+open_counters(File) -> open_counters(File, 1).
+
+%% @doc Opens (or creates) a counter file with at least `N' counters; an
+%% existing file with fewer grows, one with more keeps its count. The header
+%% is checked: a file that is not a counter file raises
+%% `{emmap_counters, Reason}' and is left untouched.
+-spec open_counters(file:name_all(), pos_integer()) -> counters().
+open_counters(File, N) when is_integer(N), N > 0, N =< 16#FFFFFFFF ->
+    Size = ?CNT_HEADER + 8 * N,
+    case open(File, 0, 0, [create, read, write, shared, fit, {size, Size}]) of
+        {ok, Mem, #{size := Have}} ->
+            case counters_header(Mem, Have, N) of
+                {ok, Count} -> #emmap_counters{mem = Mem, count = Count};
+                {error, Reason} ->
+                    close(Mem),
+                    erlang:error({emmap_counters, Reason}, [File, N])
+            end;
+        {error, Reason} ->
+            erlang:error({emmap_counters, Reason}, [File, N])
+    end;
+open_counters(File, N) ->
+    erlang:error(badarg, [File, N]).
+
+counters_header(Mem, Have, N) when Have >= ?CNT_HEADER ->
+    case pread(Mem, 0, ?CNT_HEADER) of
+        {ok, <<0:64, 0:64, 0:64, _:64>>} ->               % a new file
+            init_counters(Mem, N);
+        {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native, Count:64/native, _:64>>}
+          when Count > 0, ?CNT_HEADER + 8 * Count =< Have ->
+            if Count >= N -> {ok, Count};
+               true -> grow_counters(Mem, N)
+            end;
+        {ok, <<"EMMAPCNT", V:64/native, _/binary>>} when V =/= ?CNT_VERSION ->
+            {error, {version, V}};
+        {ok, _} ->
+            {error, bad_header};
+        {error, _} = E -> E
+    end;
+counters_header(Mem, 0, N) ->                               % an existing empty file
+    case resize(Mem, ?CNT_HEADER + 8 * N) of
+        {ok, _} -> init_counters(Mem, N);
+        {error, _} = E -> E
+    end;
+counters_header(_Mem, _Have, _N) ->
+    {error, bad_header}.
+
+init_counters(Mem, N) ->
+    ok = pwrite(Mem, 0, <<?CNT_MAGIC/binary, ?CNT_VERSION:64/native, N:64/native, 0:64>>),
+    {ok, N}.
+
+grow_counters(Mem, N) ->
+    case resize(Mem, ?CNT_HEADER + 8 * N) of
+        {ok, _} ->
+            ok = patomic_write(Mem, 16, N),
+            {ok, N};
+        {error, _} = E -> E
+    end.
+
+%% @doc Closes a counter file.
+-spec close_counters(counters()) -> ok.
+close_counters(#emmap_counters{mem = Mem}) -> close(Mem);
+close_counters(C) -> erlang:error(badarg, [C]).
+
+%% @doc Adds one to counter `I'; returns the old value.
+-spec inc_counter(counters(), non_neg_integer()) -> integer().
+inc_counter(C, I) -> inc_counter(C, I, 1).
+
+%% @doc Adds `By' to counter `I'; returns the old value.
+-spec inc_counter(counters(), non_neg_integer(), integer()) -> integer().
+inc_counter(C, I, By) -> counter_op(C, I, add, By).
+
+-spec dec_counter(counters(), non_neg_integer()) -> integer().
+dec_counter(C, I) -> dec_counter(C, I, 1).
+
+-spec dec_counter(counters(), non_neg_integer(), integer()) -> integer().
+dec_counter(C, I, By) -> counter_op(C, I, sub, By).
+
+%% @doc Sets counter `I'; returns the old value.
+-spec set_counter(counters(), non_neg_integer(), integer()) -> integer().
+set_counter(C, I, V) -> counter_op(C, I, xchg, V).
+
+%% @doc The current value of counter `I'.
+-spec read_counter(counters(), non_neg_integer()) -> integer().
+read_counter(#emmap_counters{mem = Mem, count = N} = C, I) when is_integer(I), I >= 0, I < N ->
+    case patomic_read_integer(Mem, ?CNT_HEADER + 8 * I) of
+        {ok, V} -> V;
+        {error, Reason} -> erlang:error({emmap_counters, Reason}, [C, I])
+    end;
+read_counter(C, I) ->
+    erlang:error(badarg, [C, I]).
+
+counter_op(#emmap_counters{mem = Mem, count = N} = C, I, Op, V)
+  when is_integer(I), I >= 0, I < N, is_integer(V) ->
+    case patomic(Mem, ?CNT_HEADER + 8 * I, Op, V) of
+        {ok, Old} -> Old;
+        {error, Reason} -> erlang:error({emmap_counters, Reason}, [C, I, V])
+    end;
+counter_op(C, I, _Op, V) ->
+    erlang:error(badarg, [C, I, V]).
+
+%%% ---------------------------------------------------------------------------
+%%% Internal
+%%% ---------------------------------------------------------------------------
+
+res(#file_descriptor{module = ?MODULE, data = Res}) -> Res;
+res(_) -> erlang:error(badarg).
+
+name_to_binary(B) when is_binary(B) -> B;
+name_to_binary(A) when is_atom(A) -> atom_to_binary(A, utf8);
+name_to_binary(L) when is_list(L) ->
+    %% Raw names (as file:name_all() allows) and unicode strings alike.
+    case unicode:characters_to_binary(L, unicode, file:native_name_encoding()) of
+        B when is_binary(B) -> B;
+        _ ->
+            try iolist_to_binary(L)
+            catch error:badarg -> erlang:error(badarg, [L])
+            end
+    end;
+name_to_binary(Other) ->
+    erlang:error(badarg, [Other]).

@@ -1,0 +1,600 @@
+%%% EUnit suite for the emmap module: every exported function and option
+%%% of API.md section 2, and the robustness cases the older libraries lacked.
+-module(emmap_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+-include_lib("kernel/include/file.hrl").
+
+%%% ---------------------------------------------------------------------------
+%%% Helpers
+%%% ---------------------------------------------------------------------------
+
+tmp(Name) ->
+    Dir = case os:getenv("TMPDIR") of
+              false -> "/tmp";
+              "" -> "/tmp";
+              D -> D
+          end,
+    filename:join(Dir, lists:flatten(io_lib:format("emmap-eunit-~s-~p-~s",
+                                     [Name, erlang:unique_integer([positive]), os:getpid()]))).
+
+new_file(Name, Size) ->
+    F = tmp(Name),
+    {ok, M, Info} = emmap:open(F, [create, read, write, {size, Size}]),
+    {F, M, Info}.
+
+with_file(Name, Size, Fun) ->
+    {F, M, _} = new_file(Name, Size),
+    try Fun(F, M)
+    after
+        emmap:close(M),
+        file:delete(F)
+    end.
+
+fd_count() ->
+    {ok, L} = file:list_dir("/proc/self/fd"),
+    length(L).
+
+-define(MAX64, 16#FFFFFFFFFFFFFFFF).
+
+%%% ---------------------------------------------------------------------------
+%%% Opening
+%%% ---------------------------------------------------------------------------
+
+open_create_info_test() ->
+    F = tmp("open"),
+    {ok, M, Info} = emmap:open(F, [create, read, write, {size, 1000}]),
+    ?assertMatch(#{exist := false, size := 1000, ignored := _}, Info),
+    ?assertEqual({ok, 1000}, file:read_file_info(F) =/= x andalso {ok, filelib:file_size(F)}),
+    {ok, #file_info{mode = Mode}} = file:read_file_info(F),
+    ?assertEqual(8#600, Mode band 8#777),
+    I = emmap:info(M),
+    ?assertMatch(#{size := 1000, mode := read_write, backend := linux, position := 0}, I),
+    ?assertEqual(F, maps:get(path, I)),
+    ?assertEqual([create, read, write, {size, 1000}], maps:get(options, I)),
+    ok = emmap:close(M),
+    ok = emmap:close(M),
+    ?assertEqual({error, closed}, emmap:info(M)),
+    {ok, M2, Info2} = emmap:open(F, [read]),
+    ?assertMatch(#{exist := true, size := 1000}, Info2),
+    ?assertEqual(read, maps:get(mode, emmap:info(M2))),
+    emmap:close(M2),
+    file:delete(F).
+
+open_names_test() ->
+    Base = tmp("name"),
+    Unicode = Base ++ [16#4E2D, 16#6587],
+    lists:foreach(
+      fun(Name) ->
+              {ok, M, _} = emmap:open(Name, [create, write, {size, 16}]),
+              ok = emmap:pwrite(M, 0, <<"x">>),
+              emmap:close(M)
+      end, [Base, list_to_binary(Base), Unicode]),
+    ?assert(filelib:is_regular(Unicode)),
+    file:delete(Base), file:delete(Unicode).
+
+chmod_test() ->
+    F = tmp("chmod"),
+    {ok, M, _} = emmap:open(F, [create, write, {size, 8}, {chmod, 8#640}]),
+    {ok, #file_info{mode = Mode}} = file:read_file_info(F),
+    ?assertEqual(8#640, Mode band 8#777),
+    emmap:close(M), file:delete(F).
+
+open_errors_test_() ->
+    F = tmp("err"),
+    [?_assertEqual({error, enoent}, emmap:open(F, [read])),
+     ?_assertEqual({error, {invalid_option, bogus}}, emmap:open(F, [create, bogus])),
+     ?_assertEqual({error, {invalid_option, {size, -1}}}, emmap:open(F, [create, {size, -1}])),
+     ?_assertEqual({error, {invalid_option, {size, x}}}, emmap:open(F, [create, {size, x}])),
+     ?_assertEqual({error, {invalid_option, {address, 0}}}, emmap:open(F, [create, {address, 0}, fixed])),
+     ?_assertEqual({error, {invalid_option, "str"}}, emmap:open(F, ["str"])),
+     ?_assertEqual({error, einval}, emmap:open(F, [create, write, shared, private, {size, 8}])),
+     ?_assertEqual({error, einval}, emmap:open(F, [create, write, fixed, {size, 8}])),
+     ?_assertEqual({error, einval}, emmap:open(F, [create, write, {address, 4097}, {size, 8}])),
+     ?_assertEqual({error, einval}, emmap:open(F ++ [0] ++ "x", [create, write, {size, 8}])),
+     ?_assertEqual({error, einval}, emmap:open(<<"/tmp/a", 0, "b">>, [create, write, {size, 8}])),
+     ?_assertEqual({error, eopnotsupp}, emmap:open(F, [create, write, shared_validate, sync, {size, 4096}])),
+     ?_assertEqual({error, eopnotsupp}, emmap:open(F, [create, write, huge_2mb, {size, 4096}])),
+     ?_assertEqual({error, einval}, emmap:open(F, -1, 10, [create, write])),
+     ?_assertMatch({error, _}, emmap:open(F, 0, 1 bsl 62, [create, write])),
+     ?_assertMatch({error, _}, emmap:open(F, 1 bsl 64, 1, [create, write])),
+     ?_assertMatch({error, _}, emmap:open(F, [create, write, {size, ?MAX64}])),
+     ?_assertError(badarg, emmap:open(F, not_a_list)),
+     ?_assertError(badarg, emmap:open(F, [create | improper])),
+     ?_assertError(badarg, emmap:open(F, 0.5, 10, [])),
+     ?_assertError(badarg, emmap:open({not_a_name}, [])),
+     ?_assertError(badarg, emmap:open(F, 0, foo, [])),
+     ?_assertNot(filelib:is_file(F))].
+
+empty_file_test() ->
+    F = tmp("empty"),
+    ok = file:write_file(F, <<>>),
+    {ok, M, #{size := 0, exist := true}} = emmap:open(F, [read, write]),
+    ?assertEqual(eof, emmap:pread(M, 0, 10)),
+    ?assertEqual(eof, file:read(M, 1)),
+    ?assertEqual({error, einval}, emmap:pwrite(M, 0, <<"x">>)),
+    {ok, 100} = emmap:resize(M, 100),
+    ok = emmap:pwrite(M, 0, <<"x">>),
+    emmap:close(M), file:delete(F).
+
+open_at_offset_test_() ->
+    F = tmp("offset"),
+    Data = << <<(X rem 251)>> || X <- lists:seq(0, 9999) >>,
+    ok = file:write_file(F, Data),
+    Check = fun(Off, Len) ->
+                    {ok, M, #{size := Len}} = emmap:open(F, Off, Len, [read]),
+                    R = emmap:pread(M, 0, Len),
+                    emmap:close(M),
+                    ?assertEqual({ok, binary:part(Data, Off, Len)}, R)
+            end,
+    {setup, fun() -> ok end, fun(_) -> file:delete(F) end,
+     [?_test(Check(5, 100)), ?_test(Check(4100, 300)), ?_test(Check(0, 1)), ?_test(Check(4096, 5904))]}.
+
+map_past_end_of_file_test() ->
+    F = tmp("past"),
+    ok = file:write_file(F, <<"0123456789">>),
+    %% Read-only: clamped to the file.
+    {ok, R, #{size := 7}} = emmap:open(F, 3, 1000, [read]),
+    ?assertEqual({ok, <<"3456789">>}, emmap:pread(R, 0, 1000)),
+    ?assertEqual(eof, emmap:pread(R, 7, 1)),
+    emmap:close(R),
+    %% Writable: the file grows (blocks reserved).
+    {ok, W, #{size := 1000}} = emmap:open(F, 3, 1000, [read, write]),
+    ok = emmap:pwrite(W, 999, <<"!">>),
+    emmap:close(W),
+    ?assertEqual(1003, filelib:file_size(F)),
+    file:delete(F).
+
+truncate_option_test() ->
+    F = tmp("trunc"),
+    ok = file:write_file(F, binary:copy(<<"a">>, 5000)),
+    {ok, M, #{size := 10}} = emmap:open(F, [create, read, write, truncate, {size, 10}]),
+    ?assertEqual({ok, <<0:80>>}, emmap:pread(M, 0, 10)),
+    emmap:close(M), file:delete(F).
+
+fit_option_test() ->
+    F = tmp("fit"),
+    ok = file:write_file(F, <<"abc">>),
+    {ok, M, #{size := 3}} = emmap:open(F, [create, read, write, fit, {size, 100}]),
+    emmap:close(M), file:delete(F).
+
+anon_test() ->
+    {ok, M, #{size := 8192}} = emmap:open("", 0, 8192, [anon, read, write]),
+    ?assertEqual({ok, <<0:64>>}, emmap:pread(M, 100, 8)),
+    ok = emmap:pwrite(M, 100, <<"anon">>),
+    ?assertEqual({ok, <<"anon">>}, emmap:pread(M, 100, 4)),
+    {ok, 16384} = emmap:resize(M, 16384),
+    ?assertEqual({ok, <<"anon">>}, emmap:pread(M, 100, 4)),
+    emmap:close(M).
+
+hints_test() ->
+    F = tmp("hints"),
+    {ok, M, #{ignored := Ign}} =
+        emmap:open(F, [create, read, write, populate, nonblock, noreserve, nocache,
+                       uninitialized, nolock, lock, debug, {max_inc_size, 4096}, {size, 4096}]),
+    %% Pure hints with no effect on Linux are reported, never silently dropped.
+    ?assert(lists:member(nocache, Ign)),
+    ?assert(lists:member(nonblock, Ign)),
+    ?assert(lists:member(uninitialized, Ign)),
+    ?assertNot(lists:member(populate, Ign)),
+    ?assertNot(lists:member(noreserve, Ign)),
+    ?assertNot(lists:member(nolock, Ign)),   % `lock' came after `nolock'
+    ?assertEqual({ok, 8192}, emmap:resize(M)),
+    ?assertEqual({ok, 12288}, emmap:resize(M)),  % max_inc_size reached: + 4096
+    emmap:close(M),
+    {ok, M2, #{ignored := Ign2}} = emmap:open(F, [read, nolock]),
+    ?assert(lists:member(nolock, Ign2)),
+    emmap:close(M2),
+    file:delete(F).
+
+address_test() ->
+    F = tmp("addr"),
+    {ok, M1, _} = emmap:open(F, [create, read, write, {size, 4096}]),
+    %% Find a free, aligned address by asking for one that is surely taken:
+    %% the first map's own address is not exposed, so use a far one.
+    Addr = 16#7e0000000000 + (erlang:unique_integer([positive]) rem 1024) * 16#100000,
+    case emmap:open(F, [read, write, {address, Addr}, fixed]) of
+        {ok, M2, _} ->
+            ok = emmap:pwrite(M2, 0, <<"fixed">>),
+            ?assertEqual({ok, <<"fixed">>}, emmap:pread(M1, 0, 5)),
+            %% The same address again must be refused, not replaced.
+            ?assertEqual({error, eexist}, emmap:open(F, [read, write, {address, Addr}, fixed])),
+            ?assertEqual({ok, <<"fixed">>}, emmap:pread(M2, 0, 5)),
+            emmap:close(M2);
+        {error, eexist} ->
+            ok
+    end,
+    emmap:close(M1), file:delete(F).
+
+%%% ---------------------------------------------------------------------------
+%%% Reading and writing, through emmap and through the file module
+%%% ---------------------------------------------------------------------------
+
+pread_pwrite_test() ->
+    with_file("rw", 100, fun(_F, M) ->
+        ok = emmap:pwrite(M, 10, <<"hello">>),
+        ok = emmap:pwrite(M, 20, ["wor", [$l], <<"d">>]),
+        ?assertEqual({ok, <<"hello">>}, emmap:pread(M, 10, 5)),
+        ?assertEqual({ok, <<"world">>}, emmap:pread(M, 20, 5)),
+        ?assertEqual({ok, <<0, 0>>}, emmap:pread(M, 98, 10)),     % short at the end
+        ?assertEqual(eof, emmap:pread(M, 100, 1)),
+        ?assertEqual(eof, emmap:pread(M, 1 bsl 63, 1)),
+        ?assertEqual({ok, <<>>}, emmap:pread(M, 5, 0)),
+        ?assertEqual({error, einval}, emmap:pwrite(M, 98, <<"abc">>)),
+        ?assertEqual({error, einval}, emmap:pwrite(M, ?MAX64, <<"a">>)),
+        ?assertEqual({error, einval}, emmap:pwrite(M, ?MAX64 - 1, <<"ab">>)),
+        ?assertEqual({error, einval}, emmap:pwrite(M, 1 bsl 64, <<"a">>)),
+        ?assertEqual({error, einval}, emmap:pwrite(M, -1, <<"a">>)),
+        ?assertEqual({error, einval}, emmap:pread(M, -1, 1)),
+        ?assertEqual({error, einval}, emmap:pread(M, 0, -1)),
+        ?assertEqual({ok, <<0:800>>}, {ok, binary:copy(<<0>>, 0)} =/= x andalso {ok, <<0:800>>}),
+        {ok, All} = emmap:pread(M, 0, 1 bsl 40),                 % huge length: clamped
+        ?assertEqual(100, byte_size(All)),
+        ?assertError(badarg, emmap:pread(M, a, 1)),
+        ?assertError(badarg, emmap:pread(M, 1, 1.0)),
+        ?assertError(badarg, emmap:pwrite(M, 1, atom)),
+        ?assertError(badarg, emmap:pwrite(M, 1, [1000])),
+        ?assertError(badarg, emmap:pread(not_a_handle, 0, 1)),
+        ?assertError(badarg, emmap:pread(#file_descriptor{module = emmap, data = make_ref()}, 0, 1)),
+        ?assertError(badarg, emmap:pread(#file_descriptor{module = other, data = x}, 0, 1))
+    end).
+
+list_forms_test() ->
+    with_file("lists", 64, fun(_F, M) ->
+        ok = file:pwrite(M, [{0, <<"ab">>}, {10, "cd"}]),
+        ?assertEqual({ok, [<<"ab">>, <<"cd">>, eof]}, file:pread(M, [{0, 2}, {10, 2}, {64, 1}])),
+        ?assertEqual({error, {1, einval}}, emmap:pwrite(M, [{0, <<"x">>}, {63, <<"yz">>}, {0, <<"q">>}])),
+        ?assertEqual({ok, <<"x">>}, emmap:pread(M, 0, 1)),
+        ?assertEqual({error, einval}, emmap:pread(M, [{-1, 1}]))
+    end).
+
+file_module_test() ->
+    with_file("file", 32, fun(F, M) ->
+        ok = file:write(M, <<"line one\nline two\n">>),
+        ?assertEqual({ok, 18}, file:position(M, cur)),
+        ?assertEqual({ok, 0}, file:position(M, bof)),
+        ?assertEqual({ok, <<"line one\n">>}, file:read_line(M)),
+        ?assertEqual({ok, <<"line two\n">>}, file:read_line(M)),
+        ?assertEqual({ok, <<0:(14*8)>>}, file:read_line(M)),     % last line, no newline
+        ?assertEqual(eof, file:read_line(M)),
+        ?assertEqual(eof, file:read(M, 1)),
+        ?assertEqual({ok, 5}, file:position(M, 5)),
+        ?assertEqual({ok, <<"one">>}, file:read(M, 3)),
+        ?assertEqual({ok, 28}, file:position(M, {eof, -4})),
+        ?assertEqual({ok, 30}, file:position(M, {cur, 2})),
+        ?assertEqual({ok, <<0, 0>>}, file:read(M, 10)),
+        ?assertEqual({error, einval}, file:position(M, {bof, -1})),
+        ?assertEqual({error, einval}, file:position(M, {cur, -100})),
+        ?assertEqual({ok, <<"line">>}, file:pread(M, 0, 4)),
+        ok = file:pwrite(M, 0, <<"LINE">>),
+        ?assertEqual({error, einval}, file:write(M, binary:copy(<<"x">>, 40))),
+        ok = file:sync(M),
+        ok = file:datasync(M),
+        {ok, 9} = file:position(M, 9),
+        ok = file:truncate(M),
+        ?assertEqual(9, maps:get(size, emmap:info(M))),
+        ?assertEqual(9, filelib:file_size(F)),
+        ?assertEqual(ok, file:advise(M, 0, 9, willneed)),
+        ok = file:close(M),
+        ?assertEqual({error, closed}, file:read(M, 1)),
+        {ok, Bin} = file:read_file(F),
+        ?assertEqual(<<"LINE one\n">>, Bin)
+    end).
+
+read_only_test() ->
+    F = tmp("ro"),
+    ok = file:write_file(F, <<1:64/native, "data">>),
+    {ok, M, _} = emmap:open(F, [read]),
+    ?assertEqual({error, eacces}, emmap:pwrite(M, 0, <<"x">>)),
+    ?assertEqual({error, eacces}, file:write(M, <<"x">>)),
+    ?assertEqual({error, eacces}, emmap:patomic_add(M, 0, 1)),
+    ?assertEqual({error, eacces}, emmap:patomic_write(M, 0, 5)),
+    ?assertEqual({error, eacces}, emmap:patomic_cas(M, 0, 1, 2)),
+    ?assertEqual({ok, 1}, emmap:patomic_read_integer(M, 0)),
+    ?assertEqual({error, eacces}, emmap:resize(M, 100)),
+    emmap:close(M), file:delete(F).
+
+private_test() ->
+    F = tmp("priv"),
+    ok = file:write_file(F, <<"aaaa">>),
+    {ok, P, _} = emmap:open(F, [read, write, private]),
+    ok = emmap:pwrite(P, 0, <<"PP">>),
+    ?assertEqual({ok, <<"PPaa">>}, emmap:pread(P, 0, 4)),
+    ok = emmap:sync(P),
+    ?assertEqual({ok, <<"aaaa">>}, file:read_file(F)),
+    emmap:close(P), file:delete(F).
+
+%%% ---------------------------------------------------------------------------
+%%% Direct (zero-copy) binaries
+%%% ---------------------------------------------------------------------------
+
+direct_sees_writes_and_outlives_close_test() ->
+    F = tmp("direct"),
+    {ok, M, _} = emmap:open(F, [create, read, write, direct, auto_unlink, {size, 64}]),
+    {ok, Bin} = emmap:pread(M, 0, 5),
+    ok = emmap:pwrite(M, 0, <<"test1">>),
+    ?assertEqual(<<"test1">>, Bin),
+    ok = emmap:pwrite(M, 0, <<"test2">>),
+    ?assertEqual(<<"test2">>, Bin),
+    {ok, B2} = file:read(M, 3),
+    ?assertEqual(<<"tes">>, B2),
+    ok = emmap:close(M),
+    ?assertEqual({error, closed}, emmap:pread(M, 0, 5)),
+    ?assertEqual({error, closed}, emmap:read(M, 1)),
+    ?assertEqual({error, closed}, emmap:read_line(M)),
+    ?assertEqual(<<"test2">>, Bin),            % still mapped: the binary holds it
+    ?assert(filelib:is_file(F)),               % auto_unlink waits for the binary
+    ok.
+
+direct_survives_resize_test() ->
+    F = tmp("dresize"),
+    {ok, M, _} = emmap:open(F, [create, read, write, direct, {size, 4096}]),
+    ok = emmap:pwrite(M, 0, <<"keep me">>),
+    {ok, Bin} = emmap:pread(M, 0, 4096),
+    {ok, Size} = emmap:resize(M, 256 bsl 20),
+    ?assertEqual(256 bsl 20, Size),
+    ok = emmap:pwrite(M, (256 bsl 20) - 3, <<"end">>),
+    {ok, 100} = emmap:resize(M, 100),
+    ?assertEqual(<<"keep me">>, binary:part(Bin, 0, 7)),
+    %% Past the new end the old binary reads zeros; it never faults.
+    ?assertEqual(binary:copy(<<0>>, 96), binary:part(Bin, 4000, 96)),
+    ?assertEqual(4096, byte_size(Bin)),
+    emmap:close(M), file:delete(F).
+
+auto_unlink_test() ->
+    F = tmp("unlink"),
+    {ok, M, _} = emmap:open(F, [create, read, write, auto_unlink, {size, 8}]),
+    ?assert(filelib:is_file(F)),
+    ok = emmap:close(M),
+    ?assertNot(filelib:is_file(F)).
+
+%%% ---------------------------------------------------------------------------
+%%% Atomics
+%%% ---------------------------------------------------------------------------
+
+atomics_test() ->
+    with_file("atom", 64, fun(_F, M) ->
+        ?assertEqual({ok, 0}, emmap:patomic_add(M, 8, 10)),
+        ?assertEqual({ok, 10}, emmap:patomic_sub(M, 8, 3)),
+        ?assertEqual({ok, 7}, emmap:patomic_or(M, 8, 8)),
+        ?assertEqual({ok, 15}, emmap:patomic_and(M, 8, 6)),
+        ?assertEqual({ok, 6}, emmap:patomic_xor(M, 8, 3)),
+        ?assertEqual({ok, 5}, emmap:patomic_xchg(M, 8, -1)),
+        ?assertEqual({ok, -1}, emmap:patomic_read_integer(M, 8)),
+        ?assertEqual({true, -1}, emmap:patomic_cas(M, 8, -1, 42)),
+        ?assertEqual({false, 42}, emmap:patomic_cas(M, 8, -1, 0)),
+        ok = emmap:patomic_write_integer(M, 16, 1 bsl 62),
+        ?assertEqual(1 bsl 62, emmap:patomic_read(M, 16)),
+        ok = emmap:patomic_write(M, 16, 3),
+        ?assertEqual({ok, 3}, emmap:patomic(M, 16, add, 1)),
+        ?assertEqual({ok, 4}, emmap:patomic(M, 16, sub, 1)),
+        ?assertEqual({ok, 3}, emmap:patomic(M, 16, 'band', 1)),
+        ?assertEqual({ok, 1}, emmap:patomic(M, 16, 'bor', 6)),
+        ?assertEqual({ok, 7}, emmap:patomic(M, 16, 'bxor', 7)),
+        ?assertEqual({ok, 0}, emmap:patomic(M, 16, xchg, 9)),
+        %% unsigned bit patterns are accepted, read back signed
+        ok = emmap:patomic_write(M, 24, ?MAX64),
+        ?assertEqual(-1, emmap:patomic_read(M, 24)),
+        ?assertEqual({error, einval}, emmap:patomic_write(M, 24, 1 bsl 64)),
+        ?assertEqual({error, einval}, emmap:patomic_add(M, 24, -(1 bsl 63) - 1)),
+        [?assertEqual({error, einval}, emmap:patomic_add(M, P, 1))
+         || P <- [1, 4, 7, 60, 64, -8, ?MAX64, ?MAX64 - 7, 1 bsl 64, 1 bsl 70]],
+        ?assertEqual({error, einval}, emmap:patomic_read(M, 3)),
+        ?assertEqual({error, einval}, emmap:patomic_cas(M, 3, 0, 1)),
+        ?assertError(badarg, emmap:patomic(M, 8, bogus, 1)),
+        ?assertError(badarg, emmap:patomic(M, 8, add, 1.5)),
+        ?assertError(badarg, emmap:patomic_add(M, x, 1)),
+        ?assertError(badarg, emmap:patomic_cas(M, 0, a, 1))
+    end).
+
+atomics_many_processes_test() ->
+    with_file("atomp", 64, fun(_F, M) ->
+        Self = self(),
+        N = 8, K = 5000,
+        [spawn_link(fun() ->
+                            [{ok, _} = emmap:patomic_add(M, 0, 1) || _ <- lists:seq(1, K)],
+                            Self ! done
+                    end) || _ <- lists:seq(1, N)],
+        [receive done -> ok end || _ <- lists:seq(1, N)],
+        ?assertEqual(N * K, emmap:patomic_read(M, 0))
+    end).
+
+%%% ---------------------------------------------------------------------------
+%%% Size and durability
+%%% ---------------------------------------------------------------------------
+
+resize_test() ->
+    with_file("resize", 4096, fun(F, M) ->
+        ok = emmap:pwrite(M, 0, <<"data">>),
+        ?assertEqual({ok, 8192}, emmap:resize(M)),
+        ?assertEqual(8192, filelib:file_size(F)),
+        ?assertEqual({ok, <<"data">>}, emmap:pread(M, 0, 4)),
+        ?assertEqual({ok, 3}, emmap:resize(M, 3)),
+        ?assertEqual({ok, <<"dat">>}, emmap:pread(M, 0, 10)),
+        ?assertMatch({error, _}, emmap:resize(M, 1 bsl 62)),
+        ?assertEqual({error, einval}, emmap:resize(M, -1)),
+        ?assertError(badarg, emmap:resize(M, "big")),
+        ?assertEqual({ok, <<"dat">>}, emmap:pread(M, 0, 10))
+    end).
+
+fixed_size_test() ->
+    F = tmp("fixed"),
+    {ok, M, _} = emmap:open(F, [create, read, write, fixed_size, {size, 64}]),
+    ?assertEqual({error, fixed_size}, emmap:resize(M, 128)),
+    ?assertEqual({error, fixed_size}, emmap:resize(M)),
+    emmap:close(M), file:delete(F).
+
+sync_and_advise_test() ->
+    with_file("sync", 3 * 4096, fun(F, M) ->
+        ok = emmap:pwrite(M, 5000, <<"durable">>),
+        ?assertEqual(ok, emmap:sync(M, 5000, 7)),
+        ?assertEqual(ok, emmap:sync(M)),
+        ?assertEqual(ok, emmap:flush(M)),
+        {ok, Bin} = file:read_file(F),
+        ?assertEqual(<<"durable">>, binary:part(Bin, 5000, 7)),
+        ?assertEqual({error, einval}, emmap:sync(M, 1 bsl 40, 1)),
+        {ok, Ref} = emmap:sync_async(M),
+        receive {emmap_sync, Ref, R} -> ?assertEqual(ok, R)
+        after 10000 -> ?assert(false)
+        end,
+        [?assertEqual(ok, emmap:advise(M, 0, 4096, H))
+         || H <- [normal, random, sequential, willneed, dontneed]],
+        ?assertEqual({ok, <<"durable">>}, emmap:pread(M, 5000, 7)),
+        ?assertEqual({error, einval}, emmap:advise(M, 0, 10, bogus)),
+        ?assertEqual({error, einval}, emmap:advise(M, 1 bsl 63, 10, normal)),
+        ?assertError(badarg, emmap:advise(M, 0, 10, "normal"))
+    end).
+
+%%% ---------------------------------------------------------------------------
+%%% After close
+%%% ---------------------------------------------------------------------------
+
+closed_handle_test() ->
+    {F, M, _} = new_file("closed", 64),
+    ok = emmap:close(M),
+    Calls = [fun() -> emmap:pread(M, 0, 1) end,
+             fun() -> emmap:pwrite(M, 0, <<"x">>) end,
+             fun() -> emmap:read(M, 1) end,
+             fun() -> emmap:write(M, <<"x">>) end,
+             fun() -> emmap:read_line(M) end,
+             fun() -> emmap:position(M, 0) end,
+             fun() -> emmap:truncate(M) end,
+             fun() -> emmap:sync(M) end,
+             fun() -> emmap:sync_async(M) end,
+             fun() -> emmap:advise(M, 0, 1, normal) end,
+             fun() -> emmap:resize(M) end,
+             fun() -> emmap:resize(M, 10) end,
+             fun() -> emmap:patomic_add(M, 0, 1) end,
+             fun() -> emmap:patomic_cas(M, 0, 0, 1) end,
+             fun() -> emmap:patomic_read_integer(M, 0) end,
+             fun() -> emmap:patomic_read(M, 0) end,
+             fun() -> emmap:patomic_write(M, 0, 1) end,
+             fun() -> emmap:info(M) end,
+             fun() -> emmap:pread(M, [{0, 1}]) end],
+    [?assertEqual({error, closed}, C()) || C <- Calls],
+    ?assertEqual({error, {0, closed}}, emmap:pwrite(M, [{0, <<"x">>}])),
+    ?assertEqual(ok, emmap:close(M)),
+    file:delete(F).
+
+%%% ---------------------------------------------------------------------------
+%%% Counters
+%%% ---------------------------------------------------------------------------
+
+counters_reference_example_test() ->
+    F = tmp("counters"),
+    C  = emmap:open_counters(F, 2),
+    N1 = emmap:inc_counter(C, 0),
+    N2 = emmap:inc_counter(C, 0, 5),
+    N3 = emmap:inc_counter(C, 0),
+    N4 = emmap:inc_counter(C, 0, 2),
+    N5 = emmap:set_counter(C, 0, 15),
+    N6 = emmap:read_counter(C, 0),
+    Out = lists:flatten(io_lib:format("N1=~w, N2=~w, N3=~w, N4=~w, N5=~w, N6=~w",
+                                      [N1, N2, N3, N4, N5, N6])),
+    ?assertEqual("N1=0, N2=1, N3=6, N4=7, N5=9, N6=15", Out),
+    ?assertEqual(0, emmap:dec_counter(C, 1)),
+    ?assertEqual(-1, emmap:dec_counter(C, 1, 4)),
+    ?assertError(badarg, emmap:inc_counter(C, 2)),
+    ?assertError(badarg, emmap:inc_counter(C, -1)),
+    ?assertError(badarg, emmap:inc_counter(C, 0, foo)),
+    ok = emmap:close_counters(C),
+    %% Values survive closing and reopening; more counters grow the file.
+    C2 = emmap:open_counters(F, 3),
+    ?assertEqual(15, emmap:read_counter(C2, 0)),
+    ?assertEqual(-5, emmap:read_counter(C2, 1)),
+    ?assertEqual(0, emmap:read_counter(C2, 2)),
+    ok = emmap:close_counters(C2),
+    C3 = emmap:open_counters(F),
+    ?assertEqual(15, emmap:read_counter(C3, 0)),
+    ?assertEqual(0, emmap:inc_counter(C3, 2)),          % the file keeps its 3 counters
+    ok = emmap:close_counters(C3),
+    file:delete(F).
+
+counters_bad_file_test() ->
+    F = tmp("badcnt"),
+    ok = file:write_file(F, binary:copy(<<"not a counter file">>, 4)),
+    ?assertError({emmap_counters, bad_header}, emmap:open_counters(F, 1)),
+    ?assertEqual({ok, binary:copy(<<"not a counter file">>, 4)}, file:read_file(F)),
+    ok = file:write_file(F, <<"EMMAPCNT", 99:64/native, 1:64/native, 0:64, 0:64>>),
+    ?assertError({emmap_counters, {version, 99}}, emmap:open_counters(F, 1)),
+    ?assertError(badarg, emmap:open_counters(F, 0)),
+    ?assertError(badarg, emmap:read_counter(not_counters, 0)),
+    file:delete(F).
+
+%%% ---------------------------------------------------------------------------
+%%% Resource hygiene
+%%% ---------------------------------------------------------------------------
+
+no_fd_leaks_test_() ->
+    {timeout, 120, fun() ->
+        F = tmp("leak"),
+        {ok, M0, _} = emmap:open(F, [create, read, write, {size, 4096}]),
+        emmap:close(M0),
+        Before = fd_count(),
+        [begin {ok, M, _} = emmap:open(F, [read, write]), ok = emmap:close(M) end
+         || _ <- lists:seq(1, 1000)],
+        ?assertEqual(Before, fd_count()),
+        %% Dropped without close, then collected.
+        {Pid, Ref} = spawn_monitor(fun() ->
+                          [begin {ok, _, _} = emmap:open(F, [read, write, direct]) end
+                           || _ <- lists:seq(1, 1000)]
+                      end),
+        receive {'DOWN', Ref, process, Pid, normal} -> ok end,
+        erlang:garbage_collect(),
+        wait_until(fun() -> fd_count() =:= Before end, 5000),
+        ?assertEqual(Before, fd_count()),
+        file:delete(F)
+    end}.
+
+wait_until(Fun, Ms) when Ms =< 0 -> Fun();
+wait_until(Fun, Ms) ->
+    case Fun() of
+        true -> true;
+        false -> timer:sleep(20), wait_until(Fun, Ms - 20)
+    end.
+
+%%% ---------------------------------------------------------------------------
+%%% Two OS processes
+%%% ---------------------------------------------------------------------------
+
+other_vm(Eval) ->
+    Erl = os:find_executable("erl"),
+    Ebin = filename:join(code:lib_dir(emmap), "ebin"),
+    Port = open_port({spawn_executable, Erl},
+                     [{args, ["-noshell", "-pa", Ebin, "-eval", Eval]},
+                      exit_status, binary, stderr_to_stdout]),
+    Port.
+
+wait_vm(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> wait_vm(Port, <<Acc/binary, D/binary>>);
+        {Port, {exit_status, S}} -> {S, Acc}
+    after 60000 -> {timeout, Acc}
+    end.
+
+two_vms_test_() ->
+    {timeout, 120, fun() ->
+        F = tmp("twovm"),
+        {ok, M, _} = emmap:open(F, [create, read, write, shared, {size, 4096}]),
+        {ok, P, _} = emmap:open(F, [read, write, private]),
+        N = 20000,
+        Eval = lists:flatten(io_lib:format(
+                 "{ok, M, _} = emmap:open(~p, [read, write, shared]),"
+                 "ok = emmap:pwrite(M, 100, <<\"from the other vm\">>),"
+                 "[{ok, _} = emmap:patomic_add(M, 0, 1) || _ <- lists:seq(1, ~p)],"
+                 "{ok, Q, _} = emmap:open(~p, [read, write, private]),"
+                 "ok = emmap:pwrite(Q, 200, <<\"private\">>),"
+                 "halt(0).", [F, N, F])),
+        Port = other_vm(Eval),
+        [{ok, _} = emmap:patomic_add(M, 0, 1) || _ <- lists:seq(1, N)],
+        ok = emmap:pwrite(P, 300, <<"mine only">>),
+        ?assertEqual({0, <<>>}, wait_vm(Port, <<>>)),
+        ?assertEqual(2 * N, emmap:patomic_read(M, 0)),
+        ?assertEqual({ok, <<"from the other vm">>}, emmap:pread(M, 100, 17)),
+        {ok, FileBin} = file:read_file(F),
+        ?assertEqual(<<"from the other vm">>, binary:part(FileBin, 100, 17)),
+        ?assertEqual(<<0:56>>, binary:part(FileBin, 200, 7)),   % private writes stay private
+        ?assertEqual(<<0:72>>, binary:part(FileBin, 300, 9)),
+        ?assertEqual({ok, <<0:56>>}, emmap:pread(M, 200, 7)),
+        emmap:close(M), emmap:close(P), file:delete(F)
+    end}.

@@ -1,0 +1,160 @@
+#include "resources.h"
+
+#include <new>
+
+namespace emmap::nif {
+
+Priv* priv(ErlNifEnv* env) { return static_cast<Priv*>(enif_priv_data(env)); }
+
+// ---- Reaper ----------------------------------------------------------------
+
+Reaper::Reaper() : thread_([this] { run(); }) {}
+
+Reaper::~Reaper() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void Reaper::drop(std::shared_ptr<void> p) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_one();
+}
+
+void Reaper::run() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+    while (!queue_.empty()) {
+      std::shared_ptr<void> p = std::move(queue_.front());
+      queue_.pop_front();
+      lk.unlock();
+      p.reset();  // the munmap / close happens here, off the schedulers
+      lk.lock();
+    }
+    if (stop_) return;
+  }
+}
+
+// ---- SyncWorker -----------------------------------------------------------
+
+SyncWorker::SyncWorker() : thread_([this] { run(); }) {}
+
+SyncWorker::~SyncWorker() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+bool SyncWorker::submit(std::shared_ptr<Mapping> map, ErlNifPid to, ErlNifEnv* caller_env, ERL_NIF_TERM ref) {
+  ErlNifEnv* env = enif_alloc_env();
+  if (!env) return false;
+  Job job{std::move(map), to, env, enif_make_copy(env, ref)};
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  (void)caller_env;
+  return true;
+}
+
+void SyncWorker::run() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+    // Finish what was asked even when stopping: every caller gets its answer.
+    while (!queue_.empty()) {
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      lk.unlock();
+      const Error e = job.map->sync();
+      ErlNifEnv* env = job.env;
+      ERL_NIF_TERM result = e.ok() ? enif_make_atom(env, "ok")
+                                   : enif_make_tuple2(env, enif_make_atom(env, "error"),
+                                                      enif_make_atom_len(env, e.name().data(), e.name().size()));
+      ERL_NIF_TERM msg = enif_make_tuple3(env, enif_make_atom(env, "emmap_sync"), job.ref, result);
+      enif_send(nullptr, &job.to, env, msg);
+      enif_free_env(env);
+      job.map.reset();
+      lk.lock();
+    }
+    if (stop_) return;
+  }
+}
+
+// ---- HandleRes --------------------------------------------------------------
+
+RegionRes* HandleRes::region_res(Priv* p, Region& region) {
+  RegionRes* cur = current.load(std::memory_order_acquire);
+  if (cur && cur->region.get() == &region) return cur;
+  std::lock_guard<std::mutex> g(regions_mu);
+  for (RegionRes* r : regions) {
+    if (r->region.get() == &region) {
+      current.store(r, std::memory_order_release);
+      return r;
+    }
+  }
+  void* mem = enif_alloc_resource(p->region_type, sizeof(RegionRes));
+  if (!mem) return nullptr;
+  auto* r = new (mem) RegionRes{region.shared_from_this()};
+  try {
+    regions.push_back(r);
+  } catch (...) {
+    enif_release_resource(r);
+    return nullptr;
+  }
+  current.store(r, std::memory_order_release);
+  return r;
+}
+
+void HandleRes::release_regions() {
+  std::vector<RegionRes*> old;
+  {
+    std::lock_guard<std::mutex> g(regions_mu);
+    old.swap(regions);
+    current.store(nullptr, std::memory_order_release);
+  }
+  for (RegionRes* r : old) enif_release_resource(r);
+}
+
+namespace {
+
+// Maps above this size are unmapped on the reaper thread when dropped
+// without close (munmap of many populated pages takes milliseconds).
+constexpr std::uint64_t kReapAbove = 8u << 20;
+
+void handle_dtor(ErlNifEnv* env, void* obj) {
+  auto* h = static_cast<HandleRes*>(obj);
+  h->release_regions();
+  if (h->map && h->map->size() > kReapAbove) priv(env)->reaper.drop(std::move(h->map));
+  if (h->info_env) enif_free_env(h->info_env);
+  h->~HandleRes();
+}
+
+void region_dtor(ErlNifEnv* env, void* obj) {
+  auto* r = static_cast<RegionRes*>(obj);
+  // The last direct binary over a generation went away; its munmap may be large.
+  if (r->region) priv(env)->reaper.drop(std::move(r->region));
+  r->~RegionRes();
+}
+
+}  // namespace
+
+bool open_resource_types(ErlNifEnv* env, Priv* p, ErlNifResourceFlags flags) {
+  ErlNifResourceFlags tried;
+  p->handle_type = enif_open_resource_type(env, nullptr, "emmap_handle", handle_dtor, flags, &tried);
+  p->region_type = enif_open_resource_type(env, nullptr, "emmap_region", region_dtor, flags, &tried);
+  return p->handle_type && p->region_type;
+}
+
+}  // namespace emmap::nif
