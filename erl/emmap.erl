@@ -82,8 +82,8 @@ info(Mem) ->
 %% @doc Reads up to `Len' bytes at `Pos' (shorter at the end); `eof' at or past it.
 -spec pread(mmap_file(), non_neg_integer(), non_neg_integer()) ->
           {ok, binary()} | eof | {error, reason()}.
-pread(Mem, Pos, Len) when is_integer(Pos), is_integer(Len) ->
-    emmap_nif:pread(res(Mem), Pos, Len);
+pread(#file_descriptor{module = ?MODULE, data = R}, Pos, Len) when is_integer(Pos), is_integer(Len) ->
+    emmap_nif:pread(R, Pos, Len);
 pread(Mem, Pos, Len) ->
     erlang:error(badarg, [Mem, Pos, Len]).
 
@@ -236,17 +236,29 @@ resize(Mem, Size) -> erlang:error(badarg, [Mem, Size]).
 %%% ---------------------------------------------------------------------------
 
 -spec patomic_add(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_add(Mem, Pos, V) -> patomic(Mem, Pos, add, V).
+patomic_add(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, add, V);
+patomic_add(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 -spec patomic_sub(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_sub(Mem, Pos, V) -> patomic(Mem, Pos, sub, V).
+patomic_sub(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, sub, V);
+patomic_sub(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 -spec patomic_and(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_and(Mem, Pos, V) -> patomic(Mem, Pos, 'band', V).
+patomic_and(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, 'band', V);
+patomic_and(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 -spec patomic_or(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_or(Mem, Pos, V) -> patomic(Mem, Pos, 'bor', V).
+patomic_or(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, 'bor', V);
+patomic_or(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 -spec patomic_xor(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_xor(Mem, Pos, V) -> patomic(Mem, Pos, 'bxor', V).
+patomic_xor(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, 'bxor', V);
+patomic_xor(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 -spec patomic_xchg(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_xchg(Mem, Pos, V) -> patomic(Mem, Pos, xchg, V).
+patomic_xchg(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, xchg, V);
+patomic_xchg(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 
 %% @doc `{true, Expected}' when swapped, `{false, Current}' when not.
 -spec patomic_cas(mmap_file(), non_neg_integer(), integer(), integer()) ->
@@ -257,7 +269,8 @@ patomic_cas(Mem, Pos, Expected, New) ->
     erlang:error(badarg, [Mem, Pos, Expected, New]).
 
 -spec patomic_read_integer(mmap_file(), non_neg_integer()) -> {ok, integer()} | {error, reason()}.
-patomic_read_integer(Mem, Pos) when is_integer(Pos) -> emmap_nif:patomic_read(res(Mem), Pos);
+patomic_read_integer(#file_descriptor{module = ?MODULE, data = R}, Pos) when is_integer(Pos) ->
+    emmap_nif:patomic_read(R, Pos);
 patomic_read_integer(Mem, Pos) -> erlang:error(badarg, [Mem, Pos]).
 
 -spec patomic_write_integer(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
@@ -268,8 +281,9 @@ patomic_write_integer(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc One atomic operation; returns the old value.
 -spec patomic(mmap_file(), non_neg_integer(), atomic_op(), integer()) ->
           {ok, integer()} | {error, reason()}.
-patomic(Mem, Pos, Op, V) when is_integer(Pos), is_atom(Op), is_integer(V) ->
-    emmap_nif:patomic(res(Mem), Pos, Op, V);
+patomic(#file_descriptor{module = ?MODULE, data = R}, Pos, Op, V)
+  when is_integer(Pos), is_atom(Op), is_integer(V) ->
+    emmap_nif:patomic(R, Pos, Op, V);
 patomic(Mem, Pos, Op, V) ->
     erlang:error(badarg, [Mem, Pos, Op, V]).
 

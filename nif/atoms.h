@@ -54,6 +54,8 @@
   X(read_write, "read_write")               \
   X(position, "position")                   \
   X(closed, "closed")                       \
+  X(bof, "bof")                             \
+  X(cur, "cur")                             \
   /* atomics */                             \
   X(add, "add")                             \
   X(sub, "sub")                             \

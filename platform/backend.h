@@ -146,4 +146,13 @@ class MappingBackend {
 // The backend this build was configured with (a process-wide singleton).
 std::shared_ptr<MappingBackend> make_backend();
 
+// Asymmetric memory barrier for the core's AccessGate. When available,
+// heavy_barrier() makes every thread of the process execute a full memory
+// barrier before it returns (Linux: membarrier PRIVATE_EXPEDITED), so the
+// frequent side of a Dekker-style handshake needs only a compiler fence.
+// heavy_barrier_available() is asked once, when the core loads; when it
+// says false, heavy_barrier() is never called.
+bool heavy_barrier_available() noexcept;
+void heavy_barrier() noexcept;
+
 }  // namespace emmap

@@ -1,77 +1,69 @@
-// AccessGate: a reader-writer gate whose read side touches no shared cache
-// line. Data accesses (reads, writes, atomics, sync) enter as readers and
-// may run in parallel on every scheduler thread; close and resize enter as
-// the writer, which waits until no reader is inside. A reader costs one
-// atomic add and one load on a counter that belongs, in practice, to its
-// own thread: no lock word bounced between cores on the hot path.
+// AccessGate: a reader-writer gate whose read side costs no atomic
+// read-modify-write and shares no cache line between threads.
+//
+// Data accesses (reads, writes, atomics, sync) enter as readers and may run
+// in parallel on every thread; close and resize enter as the writer, which
+// waits until no reader is inside. Each thread owns a record with a few
+// "inside gate G" slots (a hazard-pointer scheme): a reader publishes the
+// gate in its own slot, then checks the writer flag; the writer raises the
+// flag, then scans every thread's slots.
+//
+// The store-then-load on each side needs a full fence between them. Where
+// the OS offers an asymmetric barrier (Linux membarrier), the writer pays a
+// system call and the reader only a compiler fence; elsewhere both sides
+// use a CPU fence. See heavy_barrier() in platform/backend.h.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
-#include <thread>
 
 namespace emmap {
 
+namespace gate_detail {
+
+inline constexpr int kSlotsPerThread = 4;  // nesting depth of reader sections per thread
+
+struct alignas(64) ThreadRecord {
+  std::atomic<const void*> inside[kSlotsPerThread] = {};
+  std::atomic<bool> owned{false};
+  ThreadRecord* next = nullptr;  // global list, append-only: records are reused, never freed
+};
+
+ThreadRecord* acquire_my_record() noexcept;  // first use on a thread
+
+// Plain pointer, constant-initialised: no TLS wrapper call on the hot path.
+// initial-exec keeps it a single %fs-relative load even inside the NIF's
+// dlopen'ed library (glibc reserves static TLS room for such small uses).
+extern thread_local ThreadRecord* tl_record __attribute__((tls_model("initial-exec")));
+
+inline ThreadRecord* my_record() noexcept {
+  ThreadRecord* r = tl_record;
+  return r ? r : acquire_my_record();
+}
+ThreadRecord* all_records() noexcept;
+extern const bool asymmetric;  // decided once, at load, from the platform
+void heavy_fence() noexcept;   // writer side
+
+// Reader side: inline, it is on every access.
+inline void light_fence() noexcept {
+  if (asymmetric) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the writer's heavy barrier does the rest
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace gate_detail
+
 class AccessGate {
  public:
-  static constexpr std::size_t kSlots = 32;
-
-  // Enters as a reader; returns the slot to pass to leave(). Blocks while a
-  // writer is inside.
-  std::size_t enter() noexcept {
-    const std::size_t s = my_slot();
-    for (;;) {
-      slots_[s].readers.fetch_add(1, std::memory_order_seq_cst);
-      if (!writer_.load(std::memory_order_seq_cst)) return s;
-      slots_[s].readers.fetch_sub(1, std::memory_order_release);
-      // Wait for the writer on its mutex rather than spinning.
-      std::lock_guard<std::mutex> wait(writer_mutex_);
-    }
-  }
-
-  // Enters as a reader unless a writer is inside or waiting; never blocks.
-  // Returns false (and holds nothing) when it would have to wait.
-  bool try_enter(std::size_t& slot) noexcept {
-    const std::size_t s = my_slot();
-    slots_[s].readers.fetch_add(1, std::memory_order_seq_cst);
-    if (!writer_.load(std::memory_order_seq_cst)) {
-      slot = s;
-      return true;
-    }
-    slots_[s].readers.fetch_sub(1, std::memory_order_release);
-    return false;
-  }
-
-  void leave(std::size_t s) noexcept { slots_[s].readers.fetch_sub(1, std::memory_order_release); }
-
-  // Exclusive section: no reader runs while it is held.
-  void lock() noexcept {
-    writer_mutex_.lock();
-    writer_.store(true, std::memory_order_seq_cst);
-    for (auto& slot : slots_) {
-      while (slot.readers.load(std::memory_order_acquire) != 0) std::this_thread::yield();
-    }
-  }
-
-  void unlock() noexcept {
-    writer_.store(false, std::memory_order_release);
-    writer_mutex_.unlock();
-  }
-
-  // A reader section; with `wait` false it may fail to enter (entered()
-  // false) instead of blocking behind a writer.
+  // A reader section. With `wait` false it does not block behind a writer:
+  // entered() is then false and nothing is held.
   class Reader {
    public:
-    explicit Reader(AccessGate& g, bool wait = true) noexcept : gate_(g) {
-      if (wait) {
-        slot_ = g.enter();
-        entered_ = true;
-      } else {
-        entered_ = g.try_enter(slot_);
-      }
-    }
+    explicit Reader(AccessGate& g, bool wait = true) noexcept : gate_(g) { entered_ = g.enter(wait, &slot_); }
     ~Reader() {
       if (entered_) gate_.leave(slot_);
     }
@@ -81,22 +73,52 @@ class AccessGate {
 
    private:
     AccessGate& gate_;
-    std::size_t slot_ = 0;
+    std::atomic<const void*>* slot_ = nullptr;
     bool entered_ = false;
   };
 
+  // Exclusive section: returns once no reader is inside; readers that come
+  // later wait (or fail, without `wait`) until unlock().
+  void lock() noexcept;
+  void unlock() noexcept;
+
  private:
-  static std::size_t my_slot() noexcept {
-    static std::atomic<std::size_t> next{0};
-    thread_local const std::size_t slot = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
-    return slot;
+  bool enter(bool wait, std::atomic<const void*>** slot) noexcept {
+    gate_detail::ThreadRecord* rec = gate_detail::my_record();
+    std::atomic<const void*>* s = nullptr;
+    for (auto& candidate : rec->inside) {
+      if (candidate.load(std::memory_order_relaxed) == nullptr) {
+        s = &candidate;
+        break;
+      }
+    }
+    if (s == nullptr) return enter_overflow(wait, slot);
+    for (;;) {
+      s->store(this, std::memory_order_relaxed);
+      gate_detail::light_fence();
+      if (!writer_.load(std::memory_order_acquire)) {
+        *slot = s;
+        return true;
+      }
+      s->store(nullptr, std::memory_order_release);
+      if (!wait) return false;
+      std::lock_guard<std::mutex> until_the_writer_is_done(writer_mutex_);
+    }
   }
 
-  struct alignas(64) Slot {
-    std::atomic<std::int64_t> readers{0};
-  };
-  Slot slots_[kSlots];
+  void leave(std::atomic<const void*>* slot) noexcept {
+    if (slot == nullptr) {
+      overflow_readers_.fetch_sub(1, std::memory_order_release);
+      return;
+    }
+    slot->store(nullptr, std::memory_order_release);
+  }
+
+  // Deeper nesting than kSlotsPerThread: a shared counter (slow, but correct).
+  bool enter_overflow(bool wait, std::atomic<const void*>** slot) noexcept;
+
   std::atomic<bool> writer_{false};
+  std::atomic<std::int64_t> overflow_readers_{0};
   std::mutex writer_mutex_;
 };
 

@@ -10,7 +10,10 @@
 // reservation, and extending the reservation with MAP_FIXED_NOREPLACE, is
 // atomic and never moves memory a caller still points into.
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <linux/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -136,6 +139,27 @@ class LinuxBackend final : public posix::PosixBackend {
 };
 
 }  // namespace
+
+// membarrier(2) PRIVATE_EXPEDITED (Linux 4.14): the access gate's writer
+// (close, resize) pays an IPI to this process's running threads so that
+// every read, write and atomic pays no fence at all. Registration is needed
+// once per process; without it (old kernel, seccomp) the gate uses fences.
+bool heavy_barrier_available() noexcept {
+#if defined(__NR_membarrier) && defined(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+  const long cmds = ::syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return false;
+  return ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
+
+void heavy_barrier() noexcept {
+#if defined(__NR_membarrier) && defined(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+  // Cannot fail once registered; EINTR is not among its errors.
+  (void)::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+#endif
+}
 
 std::shared_ptr<MappingBackend> make_backend() {
   static const std::shared_ptr<MappingBackend> backend = std::make_shared<LinuxBackend>();
