@@ -3,7 +3,7 @@
 -module(emmap_nif).
 
 -export([open/5, close/1, info/1,
-         pread/3, read/2, read_line/1, position/3, pwrite/3, write/2,
+         pread/3, read/2, region/3, read_line/1, position/3, pwrite/3, write/2,
          patomic/4, patomic_cas/4, patomic_read/2, patomic_write/3,
          resize/1, resize/2, sync/3, sync_async/2, advise/4]).
 
@@ -25,6 +25,7 @@ close(_H) -> ?NIF.
 info(_H) -> ?NIF.
 pread(_H, _Pos, _Len) -> ?NIF.
 read(_H, _Len) -> ?NIF.
+region(_H, _Pos, _Len) -> ?NIF.
 read_line(_H) -> ?NIF.
 position(_H, _Whence, _Offset) -> ?NIF.
 pwrite(_H, _Pos, _Bin) -> ?NIF.

@@ -96,15 +96,15 @@ bool arg_i64(Call& c, ERL_NIF_TERM t, std::int64_t* out, ERL_NIF_TERM* err) {
   return true;
 }
 
-// Reads [pos, pos+len) as {ok, Binary}: zero-copy for direct handles, a
-// heap or refc copy otherwise.
-ERL_NIF_TERM read_binary(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t len) {
+// Reads [pos, pos+len) as {ok, Binary}: zero-copy for direct handles (or
+// when `zero_copy`), a heap or refc copy otherwise.
+ERL_NIF_TERM read_binary(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t len, bool zero_copy = false) {
   const std::size_t want =
       len > std::numeric_limits<std::size_t>::max() ? std::numeric_limits<std::size_t>::max() : len;
   auto r = h->map->with_range(
       pos, want,
       [&](const char* data, std::size_t n, Region& region) -> Result<ERL_NIF_TERM> {
-        if (h->flags.direct) {
+        if (zero_copy || h->flags.direct) {
           RegionRes* rr = h->region_res(c.p, region);
           if (!rr) return Error(Errc::enomem);
           return enif_make_resource_binary(c.env, rr, data, n);
@@ -206,6 +206,24 @@ ERL_NIF_TERM pread_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   ERL_NIF_TERM err;
   if (!arg_u64(c, argv[1], &pos, &err) || !arg_u64(c, argv[2], &len, &err)) return err;
   return read_binary(c, h, pos, len);
+}
+
+// region(H, Pos, Len): a zero-copy binary over exactly [Pos, Pos+Len).
+ERL_NIF_TERM region_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t pos, len;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &pos, &err) || !arg_u64(c, argv[2], &len, &err)) return err;
+  if (h->map->closed()) return c.error(Errc::closed);
+  const std::uint64_t size = h->map->size();
+  if (pos > size || len > size - pos) return c.error(Errc::einval);
+  if (len == 0) {
+    ERL_NIF_TERM empty;
+    enif_make_new_binary(c.env, 0, &empty);
+    return c.ok(empty);
+  }
+  return read_binary(c, h, pos, len, true);
 }
 
 ERL_NIF_TERM read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
@@ -403,14 +421,16 @@ ERL_NIF_TERM sync_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return e ? c.error(e) : c.ok();
 }
 
-// sync_async(H, Ref): the caller later receives {emmap_sync, Ref, Result}.
+// sync_async(H, Ref): the caller later receives {emmap_sync, Ref, Result};
+// with Ref = undefined nobody is told (iommap:sync(H, async)).
 ERL_NIF_TERM sync_async_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
-  if (!c.handle(argv[0], &h) || !enif_is_ref(c.env, argv[1])) return c.badarg();
+  const bool reply = argv[1] != c.p->atoms.undefined;
+  if (!c.handle(argv[0], &h) || (reply && !enif_is_ref(c.env, argv[1]))) return c.badarg();
   if (h->map->closed()) return c.error(Errc::closed);
   ErlNifPid self;
   if (!enif_self(c.env, &self)) return c.badarg();
-  if (!c.p->sync_worker.submit(h->map, self, c.env, argv[1])) return c.error(Errc::enomem);
+  if (!c.p->sync_worker.submit(h->map, reply, self, argv[1])) return c.error(Errc::enomem);
   return c.ok();
 }
 
@@ -480,6 +500,7 @@ ErlNifFunc functions[] = {
     {"info", 1, normal_entry<info_impl>, 0},              // O(1)
     {"pread", 3, normal_entry<pread_impl>, 0},            // dirty above 1 MiB or when busy
     {"read", 2, normal_entry<read_impl>, 0},              // same
+    {"region", 3, normal_entry<region_impl>, 0},          // O(1): zero-copy
     {"read_line", 1, normal_entry<read_line_impl>, 0},    // scans <= 1 MiB here, further dirty
     {"position", 3, normal_entry<position_impl>, 0},      // O(1)
     {"pwrite", 3, normal_entry<pwrite_impl>, 0},          // dirty above 1 MiB or when busy

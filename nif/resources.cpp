@@ -55,16 +55,15 @@ SyncWorker::~SyncWorker() {
   thread_.join();
 }
 
-bool SyncWorker::submit(std::shared_ptr<Mapping> map, ErlNifPid to, ErlNifEnv* caller_env, ERL_NIF_TERM ref) {
+bool SyncWorker::submit(std::shared_ptr<Mapping> map, bool reply, ErlNifPid to, ERL_NIF_TERM ref) {
   ErlNifEnv* env = enif_alloc_env();
   if (!env) return false;
-  Job job{std::move(map), to, env, enif_make_copy(env, ref)};
+  Job job{std::move(map), reply, to, env, enif_make_copy(env, ref)};
   {
     std::lock_guard<std::mutex> g(mu_);
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
-  (void)caller_env;
   return true;
 }
 
@@ -82,8 +81,10 @@ void SyncWorker::run() {
       ERL_NIF_TERM result = e.ok() ? enif_make_atom(env, "ok")
                                    : enif_make_tuple2(env, enif_make_atom(env, "error"),
                                                       enif_make_atom_len(env, e.name().data(), e.name().size()));
-      ERL_NIF_TERM msg = enif_make_tuple3(env, enif_make_atom(env, "emmap_sync"), job.ref, result);
-      enif_send(nullptr, &job.to, env, msg);
+      if (job.reply) {
+        ERL_NIF_TERM msg = enif_make_tuple3(env, enif_make_atom(env, "emmap_sync"), job.ref, result);
+        enif_send(nullptr, &job.to, env, msg);
+      }
       enif_free_env(env);
       job.map.reset();
       lk.lock();

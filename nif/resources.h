@@ -63,12 +63,13 @@ class SyncWorker {
  public:
   SyncWorker();
   ~SyncWorker();
-  // Syncs `map` and sends {emmap_sync, Ref, ok | {error, Reason}} to `to`.
-  bool submit(std::shared_ptr<Mapping> map, ErlNifPid to, ErlNifEnv* caller_env, ERL_NIF_TERM ref);
+  // Syncs `map`; when `reply`, sends {emmap_sync, Ref, ok | {error, Reason}} to `to`.
+  bool submit(std::shared_ptr<Mapping> map, bool reply, ErlNifPid to, ERL_NIF_TERM ref);
 
  private:
   struct Job {
     std::shared_ptr<Mapping> map;
+    bool reply;
     ErlNifPid to;
     ErlNifEnv* env;  // owns the copy of the reference
     ERL_NIF_TERM ref;
