@@ -21,6 +21,9 @@
          inc_counter/2, inc_counter/3, dec_counter/2, dec_counter/3,
          set_counter/3, read_counter/2]).
 
+-export([init_block_storage/2, store_block/2, read_block/2, free_block/2,
+         read_blocks/1, read_blocks/3, repair_block_storage/1, repair_block_storage/3]).
+
 -export_type([mmap_file/0, open_option/0, open_info/0, counters/0]).
 
 -type mmap_file() :: #file_descriptor{}.
@@ -416,6 +419,71 @@ counter_op(#emmap_counters{mem = Mem, count = N} = C, I, Op, V)
     end;
 counter_op(C, I, _Op, V) ->
     erlang:error(badarg, [C, I, V]).
+
+%%% ---------------------------------------------------------------------------
+%%% Block storage: fixed-size blocks in one file, addressed by slot number.
+%%% The lowest free address is reused; the file grows when every slot is
+%%% taken (unless `fixed_size'). Format: see src/blocks.h.
+%%% ---------------------------------------------------------------------------
+
+%% @doc Formats an empty map for blocks of up to `BlockSize' bytes, or checks
+%% that a formatted one has that block size.
+-spec init_block_storage(mmap_file(), pos_integer()) -> ok | {error, reason()}.
+init_block_storage(Mem, BlockSize) when is_integer(BlockSize) ->
+    emmap_nif:block_init(res(Mem), BlockSize);
+init_block_storage(Mem, BlockSize) ->
+    erlang:error(badarg, [Mem, BlockSize]).
+
+%% @doc Stores `Data' in the lowest free block; returns its address.
+-spec store_block(mmap_file(), iodata()) -> non_neg_integer() | {error, reason()}.
+store_block(Mem, Data) when is_binary(Data) -> emmap_nif:block_store(res(Mem), Data);
+store_block(Mem, Data) when is_list(Data) -> emmap_nif:block_store(res(Mem), iolist_to_binary(Data));
+store_block(Mem, Data) -> erlang:error(badarg, [Mem, Data]).
+
+%% @doc The block at `Addr', `eof' for a free one, `{error, einval}' past the storage.
+-spec read_block(mmap_file(), non_neg_integer()) -> binary() | eof | {error, reason()}.
+read_block(Mem, Addr) when is_integer(Addr) -> emmap_nif:block_read(res(Mem), Addr);
+read_block(Mem, Addr) -> erlang:error(badarg, [Mem, Addr]).
+
+%% @doc Frees `Addr'; `true' if it held a block. An address outside the
+%% storage holds none: `false'.
+-spec free_block(mmap_file(), non_neg_integer()) -> boolean() | {error, reason()}.
+free_block(Mem, Addr) when is_integer(Addr) ->
+    case emmap_nif:block_free(res(Mem), Addr) of
+        {error, einval} -> false;
+        Other -> Other
+    end;
+free_block(Mem, Addr) -> erlang:error(badarg, [Mem, Addr]).
+
+%% @doc Every stored block, in address order.
+-spec read_blocks(mmap_file()) -> [{non_neg_integer(), binary()}] | {error, reason()}.
+read_blocks(Mem) ->
+    case read_blocks(Mem, 0, 16#FFFFFFFFFFFFFFFF) of
+        {error, _} = E -> E;
+        {Blocks, _Cont} -> Blocks
+    end.
+
+%% @doc Up to `Count' blocks from address `Start'; `Cont' is where to go on.
+-spec read_blocks(mmap_file(), non_neg_integer(), non_neg_integer()) ->
+          {[{non_neg_integer(), binary()}], non_neg_integer() | eof} | {error, reason()}.
+read_blocks(Mem, Start, Count) when is_integer(Start), is_integer(Count) ->
+    emmap_nif:block_scan(res(Mem), Start, Count);
+read_blocks(Mem, Start, Count) -> erlang:error(badarg, [Mem, Start, Count]).
+
+%% @doc Frees blocks left half-written by a crash and rebuilds the counters.
+-spec repair_block_storage(mmap_file()) -> ok | {error, reason()}.
+repair_block_storage(Mem) ->
+    case repair_block_storage(Mem, 0, 16#FFFFFFFFFFFFFFFF) of
+        eof -> ok;
+        {error, _} = E -> E
+    end.
+
+%% @doc Repairs up to `Count' slots from `Start'; returns where to go on.
+-spec repair_block_storage(mmap_file(), non_neg_integer(), non_neg_integer()) ->
+          non_neg_integer() | eof | {error, reason()}.
+repair_block_storage(Mem, Start, Count) when is_integer(Start), is_integer(Count) ->
+    emmap_nif:block_repair(res(Mem), Start, Count);
+repair_block_storage(Mem, Start, Count) -> erlang:error(badarg, [Mem, Start, Count]).
 
 %%% ---------------------------------------------------------------------------
 %%% Internal

@@ -5,7 +5,8 @@
 -export([open/5, close/1, info/1,
          pread/3, read/2, region/3, read_line/1, position/3, pwrite/3, write/2,
          patomic/4, patomic_cas/4, patomic_read/2, patomic_write/3,
-         resize/1, resize/2, sync/3, sync_async/2, advise/4]).
+         resize/1, resize/2, sync/3, sync_async/2, advise/4,
+         block_init/2, block_store/2, block_read/2, block_free/2, block_scan/3, block_repair/3]).
 
 -on_load(init/0).
 
@@ -39,3 +40,9 @@ resize(_H, _Size) -> ?NIF.
 sync(_H, _Pos, _Len) -> ?NIF.
 sync_async(_H, _Ref) -> ?NIF.
 advise(_H, _Pos, _Len, _Hint) -> ?NIF.
+block_init(_H, _BlockSize) -> ?NIF.
+block_store(_H, _Bin) -> ?NIF.
+block_read(_H, _Addr) -> ?NIF.
+block_free(_H, _Addr) -> ?NIF.
+block_scan(_H, _Start, _Count) -> ?NIF.
+block_repair(_H, _Start, _Count) -> ?NIF.

@@ -598,3 +598,60 @@ two_vms_test_() ->
         ?assertEqual({ok, <<0:56>>}, emmap:pread(M, 200, 7)),
         emmap:close(M), emmap:close(P), file:delete(F)
     end}.
+
+%%% ---------------------------------------------------------------------------
+%%% Block storage
+%%% ---------------------------------------------------------------------------
+
+block_storage_test() ->
+    F = tmp("blocks"),
+    {ok, M, _} = emmap:open(F, [create, read, write, {size, 4096}]),
+    ok = emmap:init_block_storage(M, 64),
+    ok = emmap:init_block_storage(M, 64),
+    ?assertEqual({error, einval}, emmap:init_block_storage(M, 32)),
+    Addrs = [emmap:store_block(M, <<"block", (integer_to_binary(I))/binary>>) || I <- lists:seq(0, 4)],
+    ?assertEqual([0, 1, 2, 3, 4], Addrs),
+    ?assertEqual(<<"block3">>, emmap:read_block(M, 3)),
+    ?assertEqual(true, emmap:free_block(M, 1)),
+    ?assertEqual(false, emmap:free_block(M, 1)),
+    ?assertEqual(eof, emmap:read_block(M, 1)),
+    ?assertEqual(1, emmap:store_block(M, ["re", <<"used">>])),
+    ?assertEqual({error, einval}, emmap:store_block(M, binary:copy(<<"x">>, 65))),
+    %% Any address: a result or an error, never a read outside the storage.
+    [?assertEqual({error, einval}, emmap:read_block(M, A)) || A <- [10000, -1, 1 bsl 64, 16#FFFFFFFFFFFFFFFF]],
+    [?assertEqual(false, emmap:free_block(M, A)) || A <- [10000, -1, 1 bsl 64]],
+    ?assertError(badarg, emmap:read_block(M, foo)),
+    ?assertError(badarg, emmap:store_block(M, foo)),
+    ?assertEqual([{0, <<"block0">>}, {1, <<"reused">>}, {2, <<"block2">>}, {3, <<"block3">>}, {4, <<"block4">>}],
+                 emmap:read_blocks(M)),
+    ?assertMatch({[{0, _}, {1, _}], 2}, emmap:read_blocks(M, 0, 2)),
+    ?assertMatch({[{4, _}], _}, emmap:read_blocks(M, 4, 1)),
+    {Rest, eof} = emmap:read_blocks(M, 2, 100),
+    ?assertEqual([2, 3, 4], [A || {A, _} <- Rest]),
+    ?assertEqual(ok, emmap:repair_block_storage(M)),
+    ?assertEqual(eof, emmap:repair_block_storage(M, 0, 1 bsl 40)),
+    ?assert(is_integer(emmap:repair_block_storage(M, 0, 2))),
+    %% Grows past the initial 4096 bytes.
+    [?assert(is_integer(emmap:store_block(M, <<I:64>>))) || I <- lists:seq(1, 200)],
+    ?assert(maps:get(size, emmap:info(M)) > 4096),
+    ok = emmap:close(M),
+    ?assertEqual({error, closed}, emmap:store_block(M, <<"x">>)),
+    %% Reopened: the blocks are there.
+    {ok, M2, _} = emmap:open(F, [read, write]),
+    ok = emmap:init_block_storage(M2, 64),
+    ?assertEqual(<<"reused">>, emmap:read_block(M2, 1)),
+    emmap:close(M2),
+    %% fixed_size: full instead of growing.
+    {ok, M3, _} = emmap:open(F ++ "-fixed", [create, read, write, fixed_size, {size, 64 + 2 * 72}]),
+    ok = emmap:init_block_storage(M3, 64),
+    0 = emmap:store_block(M3, <<"a">>),
+    1 = emmap:store_block(M3, <<"b">>),
+    ?assertEqual({error, full}, emmap:store_block(M3, <<"c">>)),
+    emmap:close(M3),
+    %% A file that is not block storage is refused and left alone.
+    ok = file:write_file(F ++ "-foreign", binary:copy(<<"z">>, 4096)),
+    {ok, M4, _} = emmap:open(F ++ "-foreign", [read, write]),
+    ?assertEqual({error, corrupt}, emmap:init_block_storage(M4, 64)),
+    ?assertEqual({error, corrupt}, emmap:store_block(M4, <<"x">>)),
+    emmap:close(M4),
+    [file:delete(X) || X <- [F, F ++ "-fixed", F ++ "-foreign"]].

@@ -16,6 +16,7 @@
 #include <limits>
 #include <new>
 
+#include "blocks.h"
 #include "resources.h"
 #include "terms.h"
 
@@ -453,6 +454,86 @@ ERL_NIF_TERM advise_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return e ? c.error(e) : c.ok();
 }
 
+// ---- block storage ------------------------------------------------------------------
+
+ERL_NIF_TERM block_init_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  unsigned size;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  if (!enif_get_uint(c.env, argv[1], &size)) return get_u64(c.env, argv[1]).is_integer ? c.error(Errc::einval) : c.badarg();
+  const Error e = blocks::init(*h->map, size, c.wait());
+  return e ? c.error(e) : c.ok();
+}
+
+// block_store(H, Bin) -> Addr | {error, Reason}; growing the file retries dirty.
+ERL_NIF_TERM block_store_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  ErlNifBinary data;
+  if (!c.handle(argv[0], &h) || !enif_inspect_binary(c.env, argv[1], &data)) return c.badarg();
+  auto r = blocks::store(*h->map, data.data, data.size, c.wait());
+  return r ? enif_make_uint64(c.env, *r) : c.error(r.error());
+}
+
+// block_read(H, Addr) -> Bin | eof | {error, Reason}
+ERL_NIF_TERM block_read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t addr;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &addr, &err)) return err;
+  auto r = blocks::read(*h->map, addr, c.wait());
+  if (!r) return c.error(r.error());
+  ERL_NIF_TERM bin;
+  std::memcpy(enif_make_new_binary(c.env, r->size(), &bin), r->data(), r->size());
+  return bin;
+}
+
+// block_free(H, Addr) -> true | false | {error, Reason}
+ERL_NIF_TERM block_free_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t addr;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &addr, &err)) return err;
+  auto r = blocks::free(*h->map, addr, c.wait());
+  if (!r) return c.error(r.error());
+  return *r ? c.p->atoms.true_ : c.p->atoms.false_;
+}
+
+// block_scan(H, Start, Count) -> {[{Addr, Bin}], Cont | eof} (dirty: may be long)
+ERL_NIF_TERM block_scan_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t start, count;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &start, &err) || !arg_u64(c, argv[2], &count, &err)) return err;
+  ERL_NIF_TERM list = enif_make_list(c.env, 0);
+  auto r = blocks::scan(
+      *h->map, start, count,
+      [&](std::uint64_t addr, std::string_view data) {
+        ERL_NIF_TERM bin;
+        std::memcpy(enif_make_new_binary(c.env, data.size(), &bin), data.data(), data.size());
+        list = enif_make_list_cell(c.env, enif_make_tuple2(c.env, enif_make_uint64(c.env, addr), bin), list);
+      },
+      c.wait());
+  if (!r) return c.error(r.error());
+  ERL_NIF_TERM ordered;
+  enif_make_reverse_list(c.env, list, &ordered);
+  return enif_make_tuple2(c.env, ordered, *r == blocks::kEof ? c.p->atoms.eof : enif_make_uint64(c.env, *r));
+}
+
+// block_repair(H, Start, Count) -> Cont | eof (dirty)
+ERL_NIF_TERM block_repair_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t start, count;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &start, &err) || !arg_u64(c, argv[2], &count, &err)) return err;
+  auto r = blocks::repair(*h->map, start, count, c.wait());
+  if (!r) return c.error(r.error());
+  return *r == blocks::kEof ? c.p->atoms.eof : enif_make_uint64(c.env, *r);
+}
+
 // ---- load / upgrade / unload ---------------------------------------------------------
 
 Priv* make_priv(ErlNifEnv* env, ErlNifResourceFlags flags) {
@@ -514,6 +595,12 @@ ErlNifFunc functions[] = {
     {"sync", 3, dirty_entry<sync_impl>, kDirtyIo},        // msync(MS_SYNC) waits for the disk
     {"sync_async", 2, normal_entry<sync_async_impl>, 0},  // O(1): queues the job
     {"advise", 4, dirty_entry<advise_impl>, kDirtyIo},    // WILLNEED may start I/O
+    {"block_init", 2, dirty_entry<block_init_impl>, kDirtyIo},     // may grow the file
+    {"block_store", 2, normal_entry<block_store_impl>, 0},         // O(free slots); grows dirty
+    {"block_read", 2, normal_entry<block_read_impl>, 0},           // O(1)
+    {"block_free", 2, normal_entry<block_free_impl>, 0},           // O(1)
+    {"block_scan", 3, dirty_entry<block_scan_impl>, kDirtyIo},     // O(slots)
+    {"block_repair", 3, dirty_entry<block_repair_impl>, kDirtyIo}, // O(slots)
 };
 
 }  // namespace

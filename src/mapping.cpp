@@ -322,6 +322,13 @@ Result<std::uint64_t> Mapping::resize(std::uint64_t new_size) noexcept {
   return r;
 }
 
+Result<std::uint64_t> Mapping::ensure_size(std::uint64_t min_size) noexcept {
+  gate_.lock();
+  auto r = size_ >= min_size ? Result<std::uint64_t>(size_) : resize_locked(min_size);
+  gate_.unlock();
+  return r;
+}
+
 Result<std::uint64_t> Mapping::grow() noexcept {
   const std::uint64_t next = resize_policy(size(), options_.max_inc_size, backend_->page_size());
   if (next == 0) return Error(Errc::efbig);

@@ -141,6 +141,15 @@ class Mapping {
   auto with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w = Wait::yes) noexcept
       -> decltype(f(nullptr, 0));
 
+  // Calls f(char* data, std::uint64_t size) over the whole map inside the
+  // gate (formats such as block storage and the queue live on top of this).
+  // With `for_write` a read-only map is refused. Errors: eacces, closed, ebusy.
+  template <typename F>
+  auto with_map(F&& f, bool for_write, Wait w = Wait::yes) noexcept -> decltype(f(nullptr, 0));
+  // Grows the map to at least `min_size` (never shrinks): concurrent callers
+  // cannot undo each other's growth. Same errors as resize().
+  Result<std::uint64_t> ensure_size(std::uint64_t min_size) noexcept;
+
   // ---- atomics (8-byte aligned signed 64-bit, native byte order) ----------
   // Errors: einval (unaligned or out of range), eacces (write on read-only), closed.
   Result<std::int64_t> atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t value,
@@ -249,6 +258,15 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
   if (pos >= size_) return Error(Errc::eof);
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
   return f(static_cast<const char*>(data_ + pos), n, *region_);
+}
+
+template <typename F>
+auto Mapping::with_map(F&& f, bool for_write, Wait w) noexcept -> decltype(f(nullptr, 0)) {
+  AccessGate::Reader in(gate_, w == Wait::yes);
+  if (!in.entered()) return Error(Errc::ebusy);
+  if (!region_) return Error(Errc::closed);
+  if (for_write && !options_.write) return Error(Errc::eacces);
+  return f(data_, size_);
 }
 
 template <typename F>

@@ -1,0 +1,212 @@
+// Block storage format: lowest-free reuse, growth, bounds, repair, races.
+#include <atomic>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "blocks.h"
+#include "test_util.h"
+
+namespace emmap::test {
+namespace {
+
+std::shared_ptr<Mapping> fresh(const TempDir& d, const char* name, std::uint64_t size, bool fixed = false) {
+  OpenOptions o = rw_create(size);
+  o.fixed_size = fixed;
+  auto r = Mapping::open(d.file(name), 0, 0, o);
+  EXPECT_TRUE(r.ok());
+  return r ? r->mapping : nullptr;
+}
+
+TEST(Blocks, StoreReadFreeReusesTheLowestAddress) {
+  TempDir d;
+  auto m = fresh(d, "b", 4096);
+  ASSERT_EQ(blocks::init(*m, 100), Error());
+  EXPECT_EQ(blocks::init(*m, 100), Error()) << "init of a formatted map with the same size is fine";
+  EXPECT_EQ(blocks::init(*m, 50), Errc::einval) << "but not with another block size";
+  std::vector<std::uint64_t> addrs;
+  for (int i = 0; i < 5; ++i) {
+    const std::string data = "block " + std::to_string(i);
+    auto a = blocks::store(*m, data.data(), data.size());
+    ASSERT_TRUE(a.ok());
+    addrs.push_back(*a);
+  }
+  EXPECT_EQ(addrs, (std::vector<std::uint64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(*blocks::read(*m, 3), "block 3");
+  EXPECT_TRUE(*blocks::free(*m, 3));
+  EXPECT_FALSE(*blocks::free(*m, 3)) << "twice: nothing to free";
+  EXPECT_TRUE(*blocks::free(*m, 1));
+  EXPECT_EQ(blocks::read(*m, 1).error(), Errc::eof);
+  EXPECT_EQ(*blocks::store(*m, "x", 1), 1u) << "lowest free first";
+  EXPECT_EQ(*blocks::store(*m, "y", 1), 3u);
+  EXPECT_EQ(*blocks::store(*m, "z", 1), 5u);
+  EXPECT_EQ(*blocks::store(*m, "", 0), 6u);
+  EXPECT_EQ(*blocks::read(*m, 6), "");
+}
+
+TEST(Blocks, AnyAddressIsAnsweredFromInside) {
+  TempDir d;
+  auto m = fresh(d, "a", 4096);
+  ASSERT_EQ(blocks::init(*m, 64), Error());
+  for (std::uint64_t addr : {std::uint64_t{1000}, UINT64_MAX, UINT64_MAX / 2, std::uint64_t{1} << 40}) {
+    EXPECT_EQ(blocks::read(*m, addr).error(), Errc::einval) << addr;
+    EXPECT_EQ(blocks::free(*m, addr).error(), Errc::einval) << addr;
+  }
+  EXPECT_EQ(blocks::read(*m, 0).error(), Errc::eof);
+  const std::string big(65, 'x');
+  EXPECT_EQ(blocks::store(*m, big.data(), big.size()).error(), Errc::einval);
+}
+
+TEST(Blocks, GrowsWhenFullUnlessFixedSize) {
+  TempDir d;
+  auto m = fresh(d, "g", 64 + 2 * 16);
+  ASSERT_EQ(blocks::init(*m, 8), Error());
+  std::set<std::uint64_t> seen;
+  for (int i = 0; i < 100; ++i) {
+    auto a = blocks::store(*m, &i, sizeof i);
+    ASSERT_TRUE(a.ok()) << a.error().name();
+    seen.insert(*a);
+  }
+  EXPECT_EQ(seen.size(), 100u);
+  EXPECT_GE(m->size(), 64u + 100 * 16);
+  for (int i = 0; i < 100; ++i) {
+    auto b = blocks::read(*m, static_cast<std::uint64_t>(i));
+    ASSERT_TRUE(b.ok());
+    int v;
+    std::memcpy(&v, b->data(), sizeof v);
+    EXPECT_EQ(v, i);
+  }
+  auto f = fresh(d, "f", 64 + 2 * 16, true);
+  ASSERT_EQ(blocks::init(*f, 8), Error());
+  EXPECT_TRUE(blocks::store(*f, "a", 1).ok());
+  EXPECT_TRUE(blocks::store(*f, "b", 1).ok());
+  EXPECT_EQ(blocks::store(*f, "c", 1).error(), Errc::full);
+  EXPECT_TRUE(*blocks::free(*f, 0));
+  EXPECT_EQ(*blocks::store(*f, "c", 1), 0u);
+}
+
+TEST(Blocks, PersistsAndRefusesForeignData) {
+  TempDir d;
+  {
+    auto m = fresh(d, "p", 4096);
+    ASSERT_EQ(blocks::init(*m, 32), Error());
+    ASSERT_EQ(*blocks::store(*m, "persist", 7), 0u);
+  }
+  OpenOptions o;
+  o.write = true;
+  auto m = Mapping::open(d.file("p"), 0, 0, o);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(blocks::init(*m->mapping, 32), Error());
+  EXPECT_EQ(*blocks::read(*m->mapping, 0), "persist");
+  EXPECT_EQ(*blocks::store(*m->mapping, "next", 4), 1u);
+
+  write_file(d.file("foreign"), std::string(4096, 'q'));
+  auto f = Mapping::open(d.file("foreign"), 0, 0, o);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(blocks::init(*f->mapping, 32), Errc::corrupt);
+  EXPECT_EQ(blocks::store(*f->mapping, "x", 1).error(), Errc::corrupt);
+  EXPECT_EQ(blocks::read(*f->mapping, 0).error(), Errc::corrupt);
+  EXPECT_EQ(read_file(d.file("foreign"), 0, 4096), std::string(4096, 'q'));
+}
+
+TEST(Blocks, ScanPagesThroughUsedBlocks) {
+  TempDir d;
+  auto m = fresh(d, "s", 4096);
+  ASSERT_EQ(blocks::init(*m, 16), Error());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(blocks::store(*m, "v", 1).ok());
+  ASSERT_TRUE(*blocks::free(*m, 2));
+  ASSERT_TRUE(*blocks::free(*m, 5));
+  std::vector<std::uint64_t> got;
+  std::uint64_t cont = 0;
+  int pages = 0;
+  while (cont != blocks::kEof) {
+    auto r = blocks::scan(*m, cont, 3, [&](std::uint64_t a, std::string_view v) {
+      EXPECT_EQ(v, "v");
+      got.push_back(a);
+    });
+    ASSERT_TRUE(r.ok());
+    cont = *r;
+    ++pages;
+  }
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{0, 1, 3, 4, 6, 7, 8, 9}));
+  EXPECT_GE(pages, 3);
+}
+
+TEST(Blocks, RepairFreesHalfWrittenAndImpossibleSlots) {
+  TempDir d;
+  auto m = fresh(d, "r", 4096);
+  ASSERT_EQ(blocks::init(*m, 16), Error());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(blocks::store(*m, "ok", 2).ok());
+  // Simulate a crash mid-store (slot 1) and a corrupted length (slot 2).
+  const std::uint32_t writing = (7u << 2) | 1u;
+  ASSERT_EQ(m->write(64 + 1 * 24, &writing, 4), Error());
+  const std::uint32_t bad_len = 1000;
+  ASSERT_EQ(m->write(64 + 2 * 24 + 4, &bad_len, 4), Error());
+  EXPECT_EQ(blocks::read(*m, 1).error(), Errc::eof);
+  EXPECT_EQ(blocks::read(*m, 2).error(), Errc::corrupt);
+  auto r = blocks::repair(*m, 0, UINT64_MAX);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, blocks::kEof);
+  EXPECT_EQ(blocks::read(*m, 2).error(), Errc::eof);
+  EXPECT_EQ(*blocks::store(*m, "new", 3), 1u) << "the lowest repaired slot is reused";
+  EXPECT_EQ(*blocks::store(*m, "new", 3), 2u);
+  std::uint64_t count = 0;
+  ASSERT_EQ(m->read(24, &count, 8).value(), 8u);
+  EXPECT_EQ(count, 4u);
+  // Incremental repair returns where to go on.
+  auto part = blocks::repair(*m, 0, 2);
+  ASSERT_TRUE(part.ok());
+  EXPECT_EQ(*part, 2u);
+}
+
+TEST(Blocks, ConcurrentStoresGetDistinctAddressesAndReadsAreNeverTorn) {
+  TempDir d;
+  auto m = fresh(d, "c", 4096);
+  ASSERT_EQ(blocks::init(*m, 64), Error());
+  constexpr int kThreads = 4, kPer = 500;
+  std::vector<std::vector<std::uint64_t>> got(kThreads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&, t] {
+      const std::string data(64, static_cast<char>('a' + t));
+      for (int i = 0; i < kPer; ++i) {
+        auto a = blocks::store(*m, data.data(), data.size());
+        if (a) got[t].push_back(*a);
+      }
+    });
+  for (auto& t : ts) t.join();
+  std::set<std::uint64_t> all;
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(got[t].size(), static_cast<std::size_t>(kPer));
+    for (auto a : got[t]) {
+      all.insert(a);
+      EXPECT_EQ(*blocks::read(*m, a), std::string(64, static_cast<char>('a' + t)));
+    }
+  }
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPer));
+
+  // A reader racing free + store on slot 0 sees one whole block or eof.
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    int i = 0;
+    while (!stop) {
+      (void)blocks::free(*m, 0);
+      const std::string data(64, static_cast<char>('0' + (i++ % 10)));
+      (void)blocks::store(*m, data.data(), data.size());
+    }
+  });
+  for (int i = 0; i < 20000; ++i) {
+    auto b = blocks::read(*m, 0);
+    if (!b) {
+      EXPECT_EQ(b.error(), Errc::eof);
+      continue;
+    }
+    ASSERT_EQ(b->size(), 64u);
+    EXPECT_EQ(*b, std::string(64, (*b)[0])) << "torn read";
+  }
+  stop = true;
+  churn.join();
+}
+
+}  // namespace
+}  // namespace emmap::test
