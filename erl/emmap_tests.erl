@@ -683,3 +683,22 @@ hot_upgrade_test() ->
     ?assertEqual(<<"after!">>, Bin),
     erlang:garbage_collect(),
     file:delete(F).
+
+%% Options that change meaning are honoured or refused with a reason.
+shared_validate_and_huge_pages_test() ->
+    F = tmp("validate"),
+    {ok, M, #{ignored := Ign}} = emmap:open(F, [create, read, write, shared_validate, {size, 4096}]),
+    ?assertNot(lists:member(shared_validate, Ign)),          % MAP_SHARED_VALIDATE exists on Linux
+    ok = emmap:pwrite(M, 0, <<"v">>),
+    emmap:close(M), file:delete(F),
+    %% Huge pages work for anonymous maps when the system has them reserved;
+    %% otherwise the OS says why. Never silently small pages.
+    lists:foreach(
+      fun({Opt, Size}) ->
+              case emmap:open("", 0, Size, [anon, read, write, Opt]) of
+                  {ok, H, _} -> ok = emmap:pwrite(H, 0, <<"huge">>), emmap:close(H);
+                  {error, Reason} -> ?assert(lists:member(Reason, [enomem, einval, eopnotsupp]))
+              end
+      end, [{hugetlb, 2 bsl 20}, {huge_2mb, 2 bsl 20}, {huge_1gb, 1 bsl 30}]),
+    ?assertEqual({error, eopnotsupp}, emmap:open(F, [create, write, hugetlb, {size, 4096}])),
+    ?assertNot(filelib:is_file(F)).
