@@ -702,3 +702,16 @@ shared_validate_and_huge_pages_test() ->
       end, [{hugetlb, 2 bsl 20}, {huge_2mb, 2 bsl 20}, {huge_1gb, 1 bsl 30}]),
     ?assertEqual({error, eopnotsupp}, emmap:open(F, [create, write, hugetlb, {size, 4096}])),
     ?assertNot(filelib:is_file(F)).
+
+sync_async_then_close_test() ->
+    {F, M, _} = new_file("asyncclose", 1 bsl 20),
+    ok = emmap:pwrite(M, 4000, <<"flushed">>),
+    Refs = [begin {ok, R} = emmap:sync_async(M), R end || _ <- lists:seq(1, 20)],
+    ok = emmap:close(M),
+    [receive {emmap_sync, R, Res} -> ?assertEqual(ok, Res)
+     after 20000 -> ?assert(false)
+     end || R <- Refs],
+    {ok, Bin} = file:read_file(F),
+    ?assertEqual(<<"flushed">>, binary:part(Bin, 4000, 7)),
+    ?assertError(badarg, emmap_nif:sync_async(element(3, M), not_a_ref)),
+    file:delete(F).

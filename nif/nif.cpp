@@ -423,16 +423,39 @@ ERL_NIF_TERM sync_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 }
 
 // sync_async(H, Ref): the caller later receives {emmap_sync, Ref, Result};
-// with Ref = undefined nobody is told (iommap:sync(H, async)).
+// with Ref = undefined nobody is told (iommap:sync(H, async)). The sync runs
+// through io_uring where the core has it, else on the core's background thread.
+struct SyncReply {
+  ErlNifEnv* env = enif_alloc_env();
+  ERL_NIF_TERM ref = 0;
+  ErlNifPid to{};
+  bool reply = false;
+  ~SyncReply() { enif_free_env(env); }
+};
+
 ERL_NIF_TERM sync_async_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   const bool reply = argv[1] != c.p->atoms.undefined;
   if (!c.handle(argv[0], &h) || (reply && !enif_is_ref(c.env, argv[1]))) return c.badarg();
-  if (h->map->closed()) return c.error(Errc::closed);
-  ErlNifPid self;
-  if (!enif_self(c.env, &self)) return c.badarg();
-  if (!c.p->sync_worker.submit(h->map, reply, self, argv[1])) return c.error(Errc::enomem);
-  return c.ok();
+  std::shared_ptr<SyncReply> r;
+  try {
+    r = std::make_shared<SyncReply>();
+  } catch (...) {
+    return c.error(Errc::enomem);
+  }
+  if (!r->env || !enif_self(c.env, &r->to)) return c.error(Errc::enomem);
+  r->reply = reply;
+  r->ref = enif_make_copy(r->env, argv[1]);
+  const Error e = h->map->sync_async([r](Error result) {
+    if (!r->reply) return;
+    ErlNifEnv* env = r->env;
+    const ERL_NIF_TERM res =
+        result.ok() ? enif_make_atom(env, "ok")
+                    : enif_make_tuple2(env, enif_make_atom(env, "error"),
+                                       enif_make_atom_len(env, result.name().data(), result.name().size()));
+    enif_send(nullptr, &r->to, env, enif_make_tuple3(env, enif_make_atom(env, "emmap_sync"), r->ref, res));
+  });
+  return e ? c.error(e) : c.ok();
 }
 
 ERL_NIF_TERM advise_impl(Call& c, int, const ERL_NIF_TERM argv[]) {

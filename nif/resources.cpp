@@ -42,57 +42,6 @@ void Reaper::run() {
   }
 }
 
-// ---- SyncWorker -----------------------------------------------------------
-
-SyncWorker::SyncWorker() : thread_([this] { run(); }) {}
-
-SyncWorker::~SyncWorker() {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    stop_ = true;
-  }
-  cv_.notify_one();
-  thread_.join();
-}
-
-bool SyncWorker::submit(std::shared_ptr<Mapping> map, bool reply, ErlNifPid to, ERL_NIF_TERM ref) {
-  ErlNifEnv* env = enif_alloc_env();
-  if (!env) return false;
-  Job job{std::move(map), reply, to, env, enif_make_copy(env, ref)};
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    queue_.push_back(std::move(job));
-  }
-  cv_.notify_one();
-  return true;
-}
-
-void SyncWorker::run() {
-  std::unique_lock<std::mutex> lk(mu_);
-  for (;;) {
-    cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
-    // Finish what was asked even when stopping: every caller gets its answer.
-    while (!queue_.empty()) {
-      Job job = std::move(queue_.front());
-      queue_.pop_front();
-      lk.unlock();
-      const Error e = job.map->sync();
-      ErlNifEnv* env = job.env;
-      ERL_NIF_TERM result = e.ok() ? enif_make_atom(env, "ok")
-                                   : enif_make_tuple2(env, enif_make_atom(env, "error"),
-                                                      enif_make_atom_len(env, e.name().data(), e.name().size()));
-      if (job.reply) {
-        ERL_NIF_TERM msg = enif_make_tuple3(env, enif_make_atom(env, "emmap_sync"), job.ref, result);
-        enif_send(nullptr, &job.to, env, msg);
-      }
-      enif_free_env(env);
-      job.map.reset();
-      lk.lock();
-    }
-    if (stop_) return;
-  }
-}
-
 // ---- HandleRes --------------------------------------------------------------
 
 RegionRes* HandleRes::region_res(Priv* p, Region& region) {

@@ -58,37 +58,12 @@ class Reaper {
   std::thread thread_;
 };
 
-// Runs sync_async jobs in the background and reports by message.
-class SyncWorker {
- public:
-  SyncWorker();
-  ~SyncWorker();
-  // Syncs `map`; when `reply`, sends {emmap_sync, Ref, ok | {error, Reason}} to `to`.
-  bool submit(std::shared_ptr<Mapping> map, bool reply, ErlNifPid to, ERL_NIF_TERM ref);
-
- private:
-  struct Job {
-    std::shared_ptr<Mapping> map;
-    bool reply;
-    ErlNifPid to;
-    ErlNifEnv* env;  // owns the copy of the reference
-    ERL_NIF_TERM ref;
-  };
-  void run();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> queue_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
 struct Priv {
   Atoms atoms;
   ERL_NIF_TERM errc[kErrcCount];
   ErlNifResourceType* handle_type = nullptr;
   ErlNifResourceType* region_type = nullptr;
   Reaper reaper;
-  SyncWorker sync_worker;
 };
 
 // What the open options say beyond the core's OpenOptions.

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 
@@ -52,7 +53,11 @@ struct Capabilities {
   bool huge_pages = false;       // MAP_HUGETLB exists
   bool nosync = false;           // MAP_NOSYNC exists (BSD: no periodic flush)
   bool full_fsync = false;       // F_FULLFSYNC exists (drive cache flush)
+  bool async_fsync = false;      // submit_async_fsync works (io_uring ring set up)
 };
+
+// Called once an asynchronous sync has finished, on the backend's own thread.
+using SyncDone = std::function<void(Error)>;
 
 // Flags for opening the backing file.
 struct FileOpen {
@@ -110,6 +115,16 @@ class MappingBackend {
   virtual Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept = 0;
   // Errors: enoent, eacces, ebusy.
   virtual Error unlink(const char* path) noexcept = 0;
+  // A second descriptor for the same open file (close-on-exec), so an
+  // asynchronous job never races the owner's close. Errors: emfile, ebadf.
+  virtual Result<FileId> duplicate_file(FileId fd) noexcept = 0;
+  // Starts a durable data sync of the whole file (fdatasync semantics: on
+  // Linux this also writes back pages dirtied through shared mappings).
+  // Takes ownership of `fd` and closes it when done; calls done(result) from
+  // the backend's completion thread. Errors (then `fd` is still the
+  // caller's and done is never called): eopnotsupp (no asynchronous path:
+  // the caller runs the sync on a thread of its own), enomem, eagain.
+  virtual Error submit_async_fsync(FileId fd, SyncDone done) noexcept;
 
   // ---- address space -----------------------------------------------------
   // Reserves `len` bytes of inaccessible address space. With `at` == nullptr

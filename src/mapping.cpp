@@ -1,5 +1,7 @@
 #include "mapping.h"
 
+#include "background.h"
+
 #include <atomic>
 #include <cstring>
 #include <limits>
@@ -415,6 +417,36 @@ Error Mapping::sync(std::uint64_t pos, std::uint64_t len) noexcept {
 }
 
 Error Mapping::sync() noexcept { return sync(0, std::numeric_limits<std::uint64_t>::max()); }
+
+Error Mapping::sync_async(SyncDone done) noexcept {
+  FileId dup = kNoFile;
+  {
+    AccessGate::Reader in(gate_);
+    if (!region_) return Errc::closed;
+    // A shared file map with a file-level sync: hand a duplicate descriptor
+    // to the backend, so a close meanwhile cannot pull the file from under it.
+    if (fd_ != kNoFile && options_.sharing != Sharing::private_ && !options_.map_sync &&
+        backend_->capabilities().async_fsync) {
+      auto d = backend_->duplicate_file(fd_);
+      if (!d) return d.error();
+      dup = *d;
+    }
+  }
+  if (dup != kNoFile) {
+    const Error e = backend_->submit_async_fsync(dup, done);
+    if (!e) return {};
+    (void)backend_->close_file(dup);  // not taken: fall back to the thread
+  }
+  std::shared_ptr<Mapping> self;
+  try {
+    self = shared_from_this();
+  } catch (...) {
+    return Errc::einval;  // not owned by a shared_ptr: Mapping::open always makes one
+  }
+  if (!run_in_background([self = std::move(self), done = std::move(done)] { done(self->sync()); }))
+    return Errc::enomem;
+  return {};
+}
 
 Error Mapping::advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept {
   AccessGate::Reader in(gate_);

@@ -86,7 +86,7 @@ std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::s
 
 class Region;
 
-class Mapping {
+class Mapping : public std::enable_shared_from_this<Mapping> {
  public:
   struct Opened;
 
@@ -172,6 +172,12 @@ class Mapping {
   // Durable on return (never MS_ASYNC). Errors: einval, eio, closed.
   Error sync(std::uint64_t pos, std::uint64_t len) noexcept;
   Error sync() noexcept;
+  // Starts sync() of the whole map and returns at once; done(result) runs
+  // later on a background thread (the io_uring completion thread where the
+  // backend has one: IORING_OP_FSYNC with datasync, equivalent on Linux to
+  // msync(MS_SYNC) of every shared page). Errors (done is then not
+  // called): closed, enomem, emfile.
+  Error sync_async(SyncDone done) noexcept;
   // Errors: einval, closed.
   Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
 

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <limits>
 #include <thread>
@@ -749,6 +751,63 @@ TEST(Space, FullFileSystemIsEnospcAtOpenAndResize) {
   });
   if (rc == 77) GTEST_SKIP() << "cannot mount a small tmpfs here (needs CAP_SYS_ADMIN in a mount namespace)";
   EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
+}
+
+}  // namespace
+}  // namespace emmap::test
+
+namespace emmap::test {
+namespace {
+
+// Waits for a SyncDone callback.
+struct DoneLatch {
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  Error result;
+  SyncDone callback() {
+    return [this](Error e) {
+      std::lock_guard<std::mutex> g(mu);
+      result = e;
+      ++calls;
+      cv.notify_all();
+    };
+  }
+  bool wait(int n) {
+    std::unique_lock<std::mutex> lk(mu);
+    return cv.wait_for(lk, std::chrono::seconds(20), [&] { return calls >= n; });
+  }
+};
+
+TEST(Durability, SyncAsyncReportsOnceAndSurvivesClose) {
+  TempDir d;
+  auto m = open_ok(d.file("async"), 0, 0, rw_create(1 << 20));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(12345, "async", 5), Error());
+  DoneLatch latch;
+  ASSERT_EQ(m->sync_async(latch.callback()), Error());
+  ASSERT_EQ(m->sync_async(latch.callback()), Error());
+  m->close();  // in flight: the job holds its own descriptor or reference
+  ASSERT_TRUE(latch.wait(2));
+  EXPECT_EQ(latch.calls, 2);
+  EXPECT_EQ(latch.result, Error());
+  EXPECT_EQ(read_file(d.file("async"), 12345, 5), "async");
+  EXPECT_EQ(m->sync_async(latch.callback()), Errc::closed);
+  // Private and anonymous maps have nothing to flush, and still answer.
+  OpenOptions anon;
+  anon.write = anon.anonymous = true;
+  auto a = open_ok("", 0, 4096, anon);
+  ASSERT_EQ(a->sync_async(latch.callback()), Error());
+  ASSERT_TRUE(latch.wait(3));
+}
+
+TEST(Durability, AsyncSyncUsesIoUringWhenBuiltWithIt) {
+#if EMMAP_EXPECT_IO_URING
+  EXPECT_TRUE(make_backend()->capabilities().async_fsync)
+      << "built with liburing: the ring should be up (is io_uring disabled on this kernel?)";
+#else
+  GTEST_SKIP() << "built without io_uring: the background thread does the sync";
+#endif
 }
 
 }  // namespace

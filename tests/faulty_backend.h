@@ -31,6 +31,10 @@ class FaultyBackend final : public MappingBackend {
     return fail_allocate ? fail_allocate : real_->allocate(fd, o, l);
   }
   Error unlink(const char* p) noexcept override { return real_->unlink(p); }
+  Result<FileId> duplicate_file(FileId fd) noexcept override { return real_->duplicate_file(fd); }
+  Error submit_async_fsync(FileId fd, SyncDone done) noexcept override {
+    return real_->submit_async_fsync(fd, std::move(done));
+  }
   Result<void*> reserve(std::size_t l, void* at) noexcept override { return real_->reserve(l, at); }
   Error extend_reservation(void* b, std::size_t o, std::size_t n) noexcept override {
     ++extend_calls;

@@ -20,6 +20,7 @@
 
 #include "errors.h"
 #include "posix_backend.h"
+#include "uring_sync.h"
 
 namespace emmap {
 namespace {
@@ -47,6 +48,11 @@ class LinuxBackend final : public posix::PosixBackend {
 #ifdef MAP_HUGETLB
     caps_.huge_pages = true;
 #endif
+    caps_.async_fsync = linux_uring::available();
+  }
+
+  Error submit_async_fsync(FileId fd, SyncDone done) noexcept override {
+    return linux_uring::submit_fsync(fd, std::move(done));
   }
 
   std::string_view name() const noexcept override { return "linux"; }

@@ -17,6 +17,14 @@
 #define MAP_ANONYMOUS MAP_ANON
 #endif
 
+namespace emmap {
+
+// Backends without an asynchronous path say so; the core then syncs on a
+// background thread of its own.
+Error MappingBackend::submit_async_fsync(FileId, SyncDone) noexcept { return Error(Errc::eopnotsupp, EOPNOTSUPP); }
+
+}  // namespace emmap
+
 namespace emmap::posix {
 
 namespace {
@@ -144,6 +152,12 @@ Error PosixBackend::allocate(FileId fd, std::uint64_t offset, std::uint64_t len)
 Error PosixBackend::unlink(const char* path) noexcept {
   if (::unlink(path) != 0) return last_error();
   return {};
+}
+
+Result<FileId> PosixBackend::duplicate_file(FileId fd) noexcept {
+  const int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return last_error();
+  return d;
 }
 
 Result<void*> PosixBackend::reserve_exact(std::size_t len, void* at) noexcept {

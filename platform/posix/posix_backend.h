@@ -21,6 +21,7 @@ class PosixBackend : public MappingBackend {
   Error set_file_size(FileId fd, std::uint64_t size) noexcept override;
   Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override;
   Error unlink(const char* path) noexcept override;
+  Result<FileId> duplicate_file(FileId fd) noexcept override;
 
   Result<void*> reserve(std::size_t len, void* at) noexcept override;
   Error extend_reservation(void* base, std::size_t old_len, std::size_t new_len) noexcept override;
