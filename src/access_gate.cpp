@@ -1,5 +1,6 @@
 #include "access_gate.h"
 
+#include <chrono>
 #include <thread>
 
 #include "backend.h"
@@ -76,16 +77,34 @@ bool AccessGate::enter_overflow(bool wait, std::atomic<const void*>** slot) noex
   }
 }
 
+namespace {
+
+// Waits for a reader to leave: readers stay for one copy, so yield first;
+// past that, sleep briefly, which also lets tools that run one thread at a
+// time (valgrind) schedule the reader.
+template <typename Cond>
+void wait_while(Cond still_inside) {
+  for (int spins = 0; still_inside(); ++spins) {
+    if (spins < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+}
+
+}  // namespace
+
 void AccessGate::lock() noexcept {
   writer_mutex_.lock();
   writer_.store(true, std::memory_order_seq_cst);
   gate_detail::heavy_fence();
   for (gate_detail::ThreadRecord* r = gate_detail::all_records(); r; r = r->next) {
     for (auto& s : r->inside) {
-      while (s.load(std::memory_order_acquire) == this) std::this_thread::yield();
+      wait_while([&] { return s.load(std::memory_order_acquire) == this; });
     }
   }
-  while (overflow_readers_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  wait_while([&] { return overflow_readers_.load(std::memory_order_acquire) != 0; });
 }
 
 void AccessGate::unlock() noexcept {

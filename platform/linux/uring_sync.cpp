@@ -1,5 +1,6 @@
 #include "uring_sync.h"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,15 +30,34 @@ class Ring {
   bool ok() const { return ok_; }
 
   Ring() {
-    // 64 submissions in flight before eagain; the completion queue is twice that.
-    ok_ = ::io_uring_queue_init(64, &ring_, 0) == 0;
-    if (ok_) reaper_ = std::thread([this] { run(); });
+    // 64 submissions in flight before eagain; the completion queue is twice
+    // that. Completions are signalled through an eventfd, so the waiting
+    // thread blocks in read(2), not in io_uring_enter(2): tools that
+    // serialise threads (valgrind) know read blocks and let others run.
+    if (::io_uring_queue_init(64, &ring_, 0) != 0) return;
+    efd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (efd_ < 0 || ::io_uring_register_eventfd(&ring_, efd_) != 0) {
+      if (efd_ >= 0) ::close(efd_);
+      ::io_uring_queue_exit(&ring_);
+      return;
+    }
+    ok_ = true;
   }
 
   Error submit(int fd, SyncDone done) {
     Job* job = new (std::nothrow) Job{fd, std::move(done)};
     if (!job) return Error(Errc::enomem, ENOMEM);
     std::lock_guard<std::mutex> g(mu_);
+    // The completion thread starts with the first job: a process that never
+    // syncs asynchronously (or a child after fork) has none.
+    if (!reaper_.joinable()) {
+      try {
+        reaper_ = std::thread([this] { run(); });
+      } catch (...) {
+        delete job;
+        return Error(Errc::eagain, EAGAIN);
+      }
+    }
     io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
     if (!sqe) {
       ::io_uring_submit(&ring_);  // make room, then try once more
@@ -59,21 +79,23 @@ class Ring {
  private:
   void run() {
     for (;;) {
+      eventfd_t n;
+      if (::eventfd_read(efd_, &n) != 0 && errno != EINTR) return;
       io_uring_cqe* cqe = nullptr;
-      const int r = ::io_uring_wait_cqe(&ring_, &cqe);
-      if (r == -EINTR || r == -EAGAIN) continue;
-      if (r < 0) return;  // the ring is gone (process exit)
-      auto* job = static_cast<Job*>(::io_uring_cqe_get_data(cqe));
-      const int res = cqe->res;
-      ::io_uring_cqe_seen(&ring_, cqe);
-      if (!job) continue;
-      ::close(job->fd);
-      job->done(res < 0 ? Error(posix::errc_from_errno(-res), -res) : Error());
-      delete job;
+      while (::io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe) {
+        auto* job = static_cast<Job*>(::io_uring_cqe_get_data(cqe));
+        const int res = cqe->res;
+        ::io_uring_cqe_seen(&ring_, cqe);
+        if (!job) continue;
+        ::close(job->fd);
+        job->done(res < 0 ? Error(posix::errc_from_errno(-res), -res) : Error());
+        delete job;
+      }
     }
   }
 
   io_uring ring_{};
+  int efd_ = -1;
   bool ok_ = false;
   std::mutex mu_;
   std::thread reaper_;
