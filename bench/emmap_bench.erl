@@ -51,12 +51,28 @@ main(Args) ->
     io:format("~-34s ~14s ~14s ~8s ~6s~n", ["shape", "emmap ops/s", "floor ops/s", "ratio", "goal"]),
     Results = [run_shape(S, Rounds) || S <- Shapes],
     emmap:close(D), emmap:close(M),
+    nif_floor(Atomics, NAt),
     Missed = [Name || {Name, Ratio, Goal} <- Results, Ratio < Goal],
     case Missed of
         [] -> io:format("all goals met~n");
         _ -> io:format("goals missed: ~p~n", [Missed])
     end,
     ok.
+
+%% Context for the NIF-backed shapes: what a call to a NIF that does nothing
+%% costs here, next to the atomics BIF, in ns per call.
+nif_floor(A, N) ->
+    Nop = fun() -> loop_nop(A, N) end,
+    Bif = fun() -> loop_atomics(A, N) end,
+    _ = Nop(), _ = Bif(),
+    {NT, BT} = lists:unzip([{time_us(Nop), time_us(Bif)} || _ <- lists:seq(1, 5)]),
+    io:format("context: a no-op NIF call costs ~.1f ns; atomics:add_get/3 ~.1f ns~n",
+              [median(NT) * 1000 / N, median(BT) * 1000 / N]).
+
+loop_nop(_A, 0) -> ok;
+loop_nop(A, N) ->
+    _ = emmap_bench_nop:nop(A, 1, 1),
+    loop_nop(A, N - 1).
 
 run_shape({Name, Goal, Floor, Ours, N}, Rounds) ->
     %% Warm up both, then alternate floor and ours so drift hits both alike.

@@ -419,32 +419,45 @@ Error Mapping::sync(std::uint64_t pos, std::uint64_t len) noexcept {
 Error Mapping::sync() noexcept { return sync(0, std::numeric_limits<std::uint64_t>::max()); }
 
 Error Mapping::sync_async(SyncDone done) noexcept {
+  // Everything the job needs is taken under the gate, so a close or resize
+  // meanwhile cannot pull it away: a duplicate descriptor, and (for the
+  // thread path) a pin on the memory, which stays mapped until the job ends.
   FileId dup = kNoFile;
+  std::shared_ptr<Region> pinned;
+  void* start = nullptr;
+  std::size_t len = 0;
   {
     AccessGate::Reader in(gate_);
     if (!region_) return Errc::closed;
-    // A shared file map with a file-level sync: hand a duplicate descriptor
-    // to the backend, so a close meanwhile cannot pull the file from under it.
-    if (fd_ != kNoFile && options_.sharing != Sharing::private_ && !options_.map_sync &&
-        backend_->capabilities().async_fsync) {
+    if (fd_ != kNoFile && options_.sharing != Sharing::private_) {
       auto d = backend_->duplicate_file(fd_);
       if (!d) return d.error();
       dup = *d;
+      const std::size_t page = backend_->page_size();
+      const auto first = reinterpret_cast<std::uintptr_t>(data_) / page * page;
+      start = reinterpret_cast<void*>(first);
+      len = static_cast<std::size_t>(reinterpret_cast<std::uintptr_t>(data_) + size_ - first);
+      pinned = region_;
     }
   }
-  if (dup != kNoFile) {
-    const Error e = backend_->submit_async_fsync(dup, done);
-    if (!e) return {};
-    (void)backend_->close_file(dup);  // not taken: fall back to the thread
+  if (dup != kNoFile && !options_.map_sync && backend_->capabilities().async_fsync) {
+    if (!backend_->submit_async_fsync(dup, done)) return {};
+    // Not taken (ring full): the thread below does it.
   }
-  std::shared_ptr<Mapping> self;
-  try {
-    self = shared_from_this();
-  } catch (...) {
-    return Errc::einval;  // not owned by a shared_ptr: Mapping::open always makes one
-  }
-  if (!run_in_background([self = std::move(self), done = std::move(done)] { done(self->sync()); }))
+  auto backend = backend_;
+  const bool map_sync = options_.map_sync;
+  const bool queued = run_in_background([=, pinned = std::move(pinned), done = std::move(done)] {
+    Error e;
+    if (dup != kNoFile) {
+      e = len ? backend->sync(start, len, dup, map_sync) : Error();
+      (void)backend->close_file(dup);
+    }
+    done(e);
+  });
+  if (!queued) {
+    if (dup != kNoFile) (void)backend_->close_file(dup);
     return Errc::enomem;
+  }
   return {};
 }
 

@@ -86,7 +86,7 @@ std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::s
 
 class Region;
 
-class Mapping : public std::enable_shared_from_this<Mapping> {
+class Mapping {
  public:
   struct Opened;
 
