@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "error.h"
@@ -54,6 +55,14 @@ struct Capabilities {
   bool nosync = false;           // MAP_NOSYNC exists (BSD: no periodic flush)
   bool full_fsync = false;       // F_FULLFSYNC exists (drive cache flush)
   bool async_fsync = false;      // submit_async_fsync works (io_uring ring set up)
+};
+
+// A lock that lives in shared (mapped) memory and is shared by processes.
+inline constexpr std::size_t kSharedLockBytes = 128;  // room for any OS's process-shared mutex
+enum class LockState : std::uint8_t {
+  acquired,    // held now
+  owner_died,  // held now; the previous holder died holding it: repair, then mark consistent
+  busy,        // not taken (only when not waiting)
 };
 
 // Called once an asynchronous sync has finished, on the backend's own thread.
@@ -156,6 +165,31 @@ class MappingBackend {
   virtual Error advise(void* addr, std::size_t len, Advice advice) noexcept = 0;
   // mlock. Errors: enomem (RLIMIT_MEMLOCK), eperm, eagain.
   virtual Error lock(void* addr, std::size_t len) noexcept = 0;
+
+  // ---- cross-process lock in a shared map (the persistent queue's) ---------
+  // Robust: a process killed while holding it never stalls the others; the
+  // next holder learns it (owner_died). Lock and unlock must use the same
+  // address. Linux and FreeBSD: a process-shared robust pthread mutex.
+  // Elsewhere: an owner-pid word whose owner is checked for life.
+  // Initialises [mem, mem+kSharedLockBytes). Errors: eagain, enomem, eperm.
+  virtual Error shared_lock_init(void* mem) const noexcept = 0;
+  // Errors: einval (not initialised), enotrecoverable, edeadlk.
+  virtual Result<LockState> shared_lock_acquire(void* mem, bool wait) const noexcept = 0;
+  // Makes a lock word that no living process can hold usable again: one
+  // left by a dead holder, or bytes damaged on disk. Call only where no
+  // other process can be initialising the lock (under lock_file). Returns
+  // true when the lock was re-initialised. Errors: as shared_lock_init.
+  virtual Result<bool> shared_lock_check(void* mem) const noexcept = 0;
+  // After owner_died and repair: the lock protects consistent data again.
+  virtual void shared_lock_consistent(void* mem) const noexcept = 0;
+  virtual void shared_lock_release(void* mem) const noexcept = 0;
+  // Identifies this boot of the machine ("" where unknown). A lock word
+  // written under another boot belongs to no living process.
+  virtual std::string boot_id() const = 0;
+  // Whole-file advisory lock (flock), held per open file and dropped by the
+  // OS when the holder dies. Errors: ebadf, enolck, eintr.
+  virtual Error lock_file(FileId fd) const noexcept = 0;
+  virtual void unlock_file(FileId fd) const noexcept = 0;
 };
 
 // The backend this build was configured with (a process-wide singleton).

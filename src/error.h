@@ -55,6 +55,7 @@ namespace emmap {
   X(estale, "estale")                        \
   X(ecanceled, "ecanceled")                  \
   X(eownerdead, "eownerdead")                \
+  X(enotrecoverable, "enotrecoverable")      \
   X(eunknown, "eunknown") /* an OS error without a portable name */ \
   /* the library's own codes */              \
   X(closed, "closed")         /* handle closed */                    \

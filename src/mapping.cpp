@@ -324,9 +324,25 @@ Result<std::uint64_t> Mapping::resize(std::uint64_t new_size) noexcept {
   return r;
 }
 
-Result<std::uint64_t> Mapping::ensure_size(std::uint64_t min_size) noexcept {
+Result<std::uint64_t> Mapping::ensure_size(std::uint64_t min_size, bool grow_file) noexcept {
   gate_.lock();
-  auto r = size_ >= min_size ? Result<std::uint64_t>(size_) : resize_locked(min_size);
+  Result<std::uint64_t> r = size_;
+  if (!region_) {
+    r = Error(Errc::closed);
+  } else if (size_ < min_size) {
+    std::uint64_t target = min_size;
+    if (!grow_file && fd_ != kNoFile) {
+      auto st = backend_->stat_file(fd_);
+      const std::uint64_t offset = aligned_offset_ + delta_;
+      if (!st) {
+        target = 0;
+        r = st.error();
+      } else {
+        target = std::min(min_size, st->size > offset ? st->size - offset : 0);
+      }
+    }
+    if (target > size_) r = resize_locked(target);
+  }
   gate_.unlock();
   return r;
 }

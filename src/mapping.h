@@ -147,8 +147,10 @@ class Mapping {
   template <typename F>
   auto with_map(F&& f, bool for_write, Wait w = Wait::yes) noexcept -> decltype(f(nullptr, 0));
   // Grows the map to at least `min_size` (never shrinks): concurrent callers
-  // cannot undo each other's growth. Same errors as resize().
-  Result<std::uint64_t> ensure_size(std::uint64_t min_size) noexcept;
+  // cannot undo each other's growth. With `grow_file` false the map only
+  // follows a file that someone else made longer: it covers at most what the
+  // file holds and the file is never changed. Same errors as resize().
+  Result<std::uint64_t> ensure_size(std::uint64_t min_size, bool grow_file = true) noexcept;
 
   // ---- atomics (8-byte aligned signed 64-bit, native byte order) ----------
   // Errors: einval (unaligned or out of range), eacces (write on read-only), closed.
@@ -180,6 +182,13 @@ class Mapping {
   Error sync_async(SyncDone done) noexcept;
   // Errors: einval, closed.
   Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
+
+  // Runs f() while holding an exclusive advisory lock on the whole file
+  // (flock), so processes opening the same file set it up one at a time.
+  // The OS drops the lock if the holder dies. Errors: closed, einval
+  // (anonymous map), and the backend's lock_file errors.
+  template <typename F>
+  Error with_file_lock(F&& f) noexcept;
 
   // The current generation, kept alive by the returned pointer (for
   // zero-copy views that outlive the call). Errors: closed.
@@ -264,6 +273,26 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
   if (pos >= size_) return Error(Errc::eof);
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
   return f(static_cast<const char*>(data_ + pos), n, *region_);
+}
+
+template <typename F>
+Error Mapping::with_file_lock(F&& f) noexcept {
+  FileId dup;
+  {
+    AccessGate::Reader in(gate_);
+    if (!region_) return Errc::closed;
+    if (fd_ == kNoFile) return Errc::einval;
+    auto d = backend_->duplicate_file(fd_);  // ours alone: a close meanwhile cannot take it
+    if (!d) return d.error();
+    dup = *d;
+  }
+  Error e = backend_->lock_file(dup);
+  if (!e) {
+    e = f();
+    backend_->unlock_file(dup);
+  }
+  (void)backend_->close_file(dup);
+  return e;
 }
 
 template <typename F>

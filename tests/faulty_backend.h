@@ -51,6 +51,16 @@ class FaultyBackend final : public MappingBackend {
   Error sync(void* a, std::size_t l, FileId fd, bool ms) noexcept override { return real_->sync(a, l, fd, ms); }
   Error advise(void* a, std::size_t l, Advice ad) noexcept override { return real_->advise(a, l, ad); }
   Error lock(void* a, std::size_t l) noexcept override { return real_->lock(a, l); }
+  Error shared_lock_init(void* m) const noexcept override { return real_->shared_lock_init(m); }
+  Result<LockState> shared_lock_acquire(void* m, bool w) const noexcept override {
+    return real_->shared_lock_acquire(m, w);
+  }
+  Result<bool> shared_lock_check(void* m) const noexcept override { return real_->shared_lock_check(m); }
+  void shared_lock_consistent(void* m) const noexcept override { real_->shared_lock_consistent(m); }
+  void shared_lock_release(void* m) const noexcept override { real_->shared_lock_release(m); }
+  std::string boot_id() const override { return real_->boot_id(); }
+  Error lock_file(FileId fd) const noexcept override { return real_->lock_file(fd); }
+  void unlock_file(FileId fd) const noexcept override { real_->unlock_file(fd); }
 
  private:
   std::shared_ptr<MappingBackend> real_;

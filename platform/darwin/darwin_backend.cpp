@@ -22,6 +22,7 @@ class DarwinBackend final : public posix::PosixBackend {
   DarwinBackend() {
     caps_.resize = false;
     caps_.extend_in_place = false;
+    use_robust_mutex_ = false;  // macOS has no robust mutexes: the owner-pid lock
 #ifdef MAP_NOCACHE
     caps_.nocache = true;
 #endif

@@ -55,6 +55,9 @@ Errc errc_from_errno(int e) noexcept {
 #ifdef EOWNERDEAD
     case EOWNERDEAD: return Errc::eownerdead;
 #endif
+#ifdef ENOTRECOVERABLE
+    case ENOTRECOVERABLE: return Errc::enotrecoverable;
+#endif
     default: return Errc::eunknown;
   }
 }

@@ -1,6 +1,7 @@
 #include "posix_backend.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -49,6 +50,9 @@ PosixBackend::PosixBackend() {
   // POSIX; backends that cannot (darwin, by the contract) turn it off.
   caps_.resize = true;
   caps_.extend_in_place = true;  // hint + check works everywhere
+#if defined(HAVE_ROBUST_MUTEX)
+  use_robust_mutex_ = true;
+#endif
 }
 
 Result<FileId> PosixBackend::open_file(const char* path, const FileOpen& how) noexcept {

@@ -34,6 +34,15 @@ class PosixBackend : public MappingBackend {
   Error advise(void* addr, std::size_t len, Advice advice) noexcept override;
   Error lock(void* addr, std::size_t len) noexcept override;
 
+  Error shared_lock_init(void* mem) const noexcept override;
+  Result<LockState> shared_lock_acquire(void* mem, bool wait) const noexcept override;
+  Result<bool> shared_lock_check(void* mem) const noexcept override;
+  void shared_lock_consistent(void* mem) const noexcept override;
+  void shared_lock_release(void* mem) const noexcept override;
+  std::string boot_id() const override { return {}; }
+  Error lock_file(FileId fd) const noexcept override;
+  void unlock_file(FileId fd) const noexcept override;
+
  protected:
   // mmap flags this OS adds to a request, or an error when the request
   // asks for something this OS cannot honour. The base knows only POSIX.
@@ -49,6 +58,10 @@ class PosixBackend : public MappingBackend {
   static Error check_file_size_limit(std::uint64_t size) noexcept;
   // posix_fallocate where present, else writes zeros block by block.
   static Error allocate_portable(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept;
+
+  // Which shared lock this OS gets: a robust pthread mutex where the
+  // system has them, else the owner-pid lock (darwin has no robust mutexes).
+  bool use_robust_mutex_ = false;
 
   Capabilities caps_;
 

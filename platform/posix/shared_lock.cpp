@@ -1,0 +1,155 @@
+// The cross-process lock of PosixBackend: a robust process-shared pthread
+// mutex where the system has them, else an owner-pid word. Both survive the
+// death of a holder: the next taker gets LockState::owner_died.
+#include <pthread.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <new>
+#include <thread>
+
+#include "errors.h"
+#include "posix_backend.h"
+
+namespace emmap::posix {
+
+namespace {
+
+// ---- owner-pid lock --------------------------------------------------------
+// The word holds pid << 32 | a per-thread tag (threads of one process must
+// exclude each other too). A waiter that finds the owner's pid gone (kill 0
+// says ESRCH) takes the lock over and reports owner_died. Limit: a dead
+// owner's pid reused by a new process keeps the lock until that one exits.
+
+std::uint64_t my_owner_word() {
+  static std::atomic<std::uint32_t> next_tag{1};
+  thread_local const std::uint32_t tag = next_tag.fetch_add(1, std::memory_order_relaxed);
+  return static_cast<std::uint64_t>(static_cast<std::uint32_t>(::getpid())) << 32 | tag;
+}
+
+std::atomic_ref<std::uint64_t> owner_ref(void* mem) { return std::atomic_ref<std::uint64_t>(*static_cast<std::uint64_t*>(mem)); }
+
+bool owner_alive(std::uint64_t word) {
+  const auto pid = static_cast<pid_t>(word >> 32);
+  if (pid <= 0) return false;          // damaged: kill(0 or negative) would name process groups
+  if (pid == ::getpid()) return true;  // a thread of ours: it will let go
+  return !(::kill(pid, 0) != 0 && errno == ESRCH);
+}
+
+Result<LockState> pid_lock_acquire(void* mem, bool wait) {
+  auto owner = owner_ref(mem);
+  const std::uint64_t me = my_owner_word();
+  auto pause = std::chrono::microseconds(20);
+  for (;;) {
+    std::uint64_t cur = 0;
+    if (owner.compare_exchange_strong(cur, me, std::memory_order_acquire)) return LockState::acquired;
+    if (cur == me) return Error(Errc::edeadlk, EDEADLK);
+    if (!owner_alive(cur) && owner.compare_exchange_strong(cur, me, std::memory_order_acquire))
+      return LockState::owner_died;
+    if (!wait) return LockState::busy;
+    std::this_thread::sleep_for(pause);
+    if (pause < std::chrono::milliseconds(1)) pause *= 2;
+  }
+}
+
+#if defined(HAVE_ROBUST_MUTEX)
+pthread_mutex_t* mutex_at(void* mem) { return static_cast<pthread_mutex_t*>(mem); }
+static_assert(sizeof(pthread_mutex_t) <= kSharedLockBytes);
+#endif
+
+}  // namespace
+
+Error PosixBackend::shared_lock_init(void* mem) const noexcept {
+#if defined(HAVE_ROBUST_MUTEX)
+  if (use_robust_mutex_) {
+    pthread_mutexattr_t attr;
+    int r = ::pthread_mutexattr_init(&attr);
+    if (r == 0) r = ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (r == 0) r = ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (r == 0) r = ::pthread_mutex_init(new (mem) pthread_mutex_t, &attr);
+    ::pthread_mutexattr_destroy(&attr);
+    return r == 0 ? Error() : Error(errc_from_errno(r), r);
+  }
+#endif
+  owner_ref(mem).store(0, std::memory_order_release);
+  return {};
+}
+
+Result<LockState> PosixBackend::shared_lock_acquire(void* mem, bool wait) const noexcept {
+#if defined(HAVE_ROBUST_MUTEX)
+  if (use_robust_mutex_) {
+    const int r = wait ? ::pthread_mutex_lock(mutex_at(mem)) : ::pthread_mutex_trylock(mutex_at(mem));
+    if (r == 0) return LockState::acquired;
+    if (r == EOWNERDEAD) return LockState::owner_died;
+    if (r == EBUSY) return LockState::busy;
+    return Error(errc_from_errno(r), r);
+  }
+#endif
+  return pid_lock_acquire(mem, wait);
+}
+
+Result<bool> PosixBackend::shared_lock_check(void* mem) const noexcept {
+#if defined(HAVE_ROBUST_MUTEX)
+  if (use_robust_mutex_) {
+    const int r = ::pthread_mutex_trylock(mutex_at(mem));
+    if (r == 0 || r == EOWNERDEAD) {
+      if (r == EOWNERDEAD) (void)::pthread_mutex_consistent(mutex_at(mem));
+      (void)::pthread_mutex_unlock(mutex_at(mem));
+      return false;  // usable as it is
+    }
+    if (r == EBUSY) {
+#if defined(__GLIBC__)
+      // Held: by a living thread (then it is fine), or the word names a
+      // thread that does not exist (damage, or a holder from before a
+      // crash of the machine), which would block every taker forever.
+      const pid_t owner = mutex_at(mem)->__data.__owner & 0x3FFFFFFF;
+      if (owner != 0 && !(::kill(owner, 0) != 0 && errno == ESRCH)) return false;
+#else
+      return false;  // no portable way to name the holder: trust it
+#endif
+    }
+    // EINVAL / ENOTRECOVERABLE (damaged or abandoned), or a dead holder.
+    if (Error e = shared_lock_init(mem)) return e;
+    return true;
+  }
+#endif
+  const std::uint64_t word = owner_ref(mem).load(std::memory_order_acquire);
+  if (word == 0 || owner_alive(word)) return false;
+  owner_ref(mem).store(0, std::memory_order_release);
+  return true;
+}
+
+void PosixBackend::shared_lock_consistent(void* mem) const noexcept {
+#if defined(HAVE_ROBUST_MUTEX)
+  if (use_robust_mutex_) {
+    (void)::pthread_mutex_consistent(mutex_at(mem));
+    return;
+  }
+#endif
+  (void)mem;  // the owner word is ours already
+}
+
+void PosixBackend::shared_lock_release(void* mem) const noexcept {
+#if defined(HAVE_ROBUST_MUTEX)
+  if (use_robust_mutex_) {
+    (void)::pthread_mutex_unlock(mutex_at(mem));
+    return;
+  }
+#endif
+  owner_ref(mem).store(0, std::memory_order_release);
+}
+
+Error PosixBackend::lock_file(FileId fd) const noexcept {
+  for (;;) {
+    if (::flock(fd, LOCK_EX) == 0) return {};
+    if (errno != EINTR) return last_error();
+  }
+}
+
+void PosixBackend::unlock_file(FileId fd) const noexcept { (void)::flock(fd, LOCK_UN); }
+
+}  // namespace emmap::posix

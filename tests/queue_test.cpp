@@ -1,0 +1,356 @@
+// The persistent queue: order, wrap-around, growth, space reuse, recovery
+// from corruption and from a lock holder's death, several processes.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "queue.h"
+#include "test_util.h"
+
+namespace emmap::test {
+namespace {
+
+std::shared_ptr<Mapping> open_queue_file(const std::string& path, std::uint64_t capacity, bool fixed = false) {
+  OpenOptions o;
+  o.write = o.create = o.fit = true;
+  o.size = queue::kHeaderSize + capacity;
+  o.fixed_size = fixed;
+  auto r = Mapping::open(path, 0, 0, o);
+  if (!r) return nullptr;
+  auto q = queue::open(*r->mapping, capacity);
+  if (!q) return nullptr;
+  return r->mapping;
+}
+
+std::string item(int i, std::size_t size = 0) {
+  std::string s = "item-" + std::to_string(i);
+  if (s.size() < size) s.resize(size, static_cast<char>('a' + i % 26));
+  return s;
+}
+
+Error push(Mapping& m, const std::string& s, bool fixed = false) {
+  return queue::push(m, queue::kBinary, s.data(), s.size(), fixed, false);
+}
+
+std::optional<std::string> pop(Mapping& m, bool peek = false, bool purge = false) {
+  auto r = queue::pop(m, peek, purge, false);
+  EXPECT_TRUE(r.ok()) << (r ? "" : r.error().name());
+  if (!r || !*r) return std::nullopt;
+  return (*r)->data;
+}
+
+TEST(Queue, FifoOrderPeekLength) {
+  TempDir d;
+  auto m = open_queue_file(d.file("q"), 4096);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(*queue::length(*m), 0u);
+  EXPECT_EQ(pop(*m), std::nullopt);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(push(*m, item(i)), Error());
+  EXPECT_EQ(*queue::length(*m), 10u);
+  EXPECT_EQ(pop(*m, true), item(0));
+  EXPECT_EQ(pop(*m, true), item(0)) << "peek takes nothing";
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(pop(*m), item(i));
+  EXPECT_EQ(pop(*m), std::nullopt);
+  auto kinds = queue::push(*m, queue::kTerm, "t", 1, false, false);
+  ASSERT_EQ(kinds, Error());
+  auto r = queue::pop(*m, false, false, false);
+  ASSERT_TRUE(r.ok() && *r);
+  EXPECT_EQ((*r)->kind, queue::kTerm);
+}
+
+TEST(Queue, WrapsAroundAndGrowsWhileWrappedKeepingOrder) {
+  TempDir d;
+  auto m = open_queue_file(d.file("w"), 4096);
+  ASSERT_TRUE(m);
+  int next_push = 0, next_pop = 0;
+  // Keep about 3 KiB live so the ring wraps many times.
+  for (int round = 0; round < 2000; ++round) {
+    while (next_push - next_pop < 20) ASSERT_EQ(push(*m, item(next_push++, 120)), Error());
+    for (int k = 0; k < 7; ++k) ASSERT_EQ(pop(*m), item(next_pop++, 120));
+  }
+  EXPECT_EQ(m->size(), queue::kHeaderSize + 4096) << "a short queue reuses its ring";
+  // Now far more than fits: growth (possibly while wrapped) keeps the order.
+  for (int i = 0; i < 500; ++i) ASSERT_EQ(push(*m, item(next_push++, 300)), Error());
+  EXPECT_GT(m->size(), queue::kHeaderSize + 4096);
+  while (next_pop < next_push) {
+    const int i = next_pop++;
+    ASSERT_EQ(pop(*m), item(i, i < next_push - 500 ? 120 : 300)) << i;
+  }
+  EXPECT_EQ(*queue::length(*m), 0u);
+}
+
+TEST(Queue, KeptShortOverFiftyThousandCyclesStaysSmall) {
+  TempDir d;
+  auto m = open_queue_file(d.file("short"), 64 << 10);
+  ASSERT_TRUE(m);
+  const std::string payload(200, 'p');
+  for (int i = 0; i < 50000; ++i) {
+    ASSERT_EQ(push(*m, payload), Error());
+    if (i % 3 != 2) {
+      ASSERT_TRUE(pop(*m));  // drifts up to a small backlog, then drains
+    }
+    if (i % 1000 == 999) {
+      while (pop(*m)) {
+      }
+    }
+  }
+  EXPECT_LE(file_size(d.file("short")), 4u << 20);
+}
+
+TEST(Queue, FixedSizeIsFullAndPurgeGivesSpaceBack) {
+  TempDir d;
+  auto f = open_queue_file(d.file("fixed"), 4096, true);
+  ASSERT_TRUE(f);
+  int n = 0;
+  Error e;
+  while (!(e = push(*f, item(n, 100), true))) ++n;
+  EXPECT_EQ(e, Errc::full);
+  EXPECT_GT(n, 10);
+  EXPECT_EQ(pop(*f), item(0, 100));
+  EXPECT_EQ(push(*f, item(999, 100), true), Error()) << "room again after a pop";
+
+  auto g = open_queue_file(d.file("grow"), 4096);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(push(*g, item(i, 100)), Error());
+  EXPECT_GT(file_size(d.file("grow")), 100000u);
+  for (int i = 0; i < 999; ++i) ASSERT_TRUE(pop(*g, false, true));
+  EXPECT_GT(file_size(d.file("grow")), 100000u) << "not empty yet";
+  EXPECT_EQ(pop(*g, false, true), item(999, 100));
+  EXPECT_EQ(file_size(d.file("grow")), queue::kHeaderSize + 4096) << "pop_and_purge shrank it";
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(push(*g, item(i, 100)), Error());
+  ASSERT_EQ(queue::purge(*g, false), Error());
+  EXPECT_EQ(*queue::length(*g), 0u);
+  EXPECT_EQ(file_size(d.file("grow")), queue::kHeaderSize + 4096);
+  ASSERT_EQ(push(*g, "after purge"), Error());
+  EXPECT_EQ(pop(*g), "after purge");
+}
+
+TEST(Queue, ReopenKeepsOrderAndRefusesForeignFiles) {
+  TempDir d;
+  {
+    auto m = open_queue_file(d.file("r"), 4096);
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(push(*m, item(i, 50)), Error());
+    for (int i = 0; i < 30; ++i) ASSERT_TRUE(pop(*m));
+  }
+  auto m = open_queue_file(d.file("r"), 4096);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(*queue::length(*m), 70u);
+  for (int i = 30; i < 100; ++i) EXPECT_EQ(pop(*m), item(i, 50));
+
+  write_file(d.file("foreign"), std::string(8192, 'x'));
+  OpenOptions o;
+  o.write = true;
+  auto f = Mapping::open(d.file("foreign"), 0, 0, o);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(queue::open(*f->mapping, 4096).error(), Errc::corrupt);
+  EXPECT_EQ(read_file(d.file("foreign"), 0, 8192), std::string(8192, 'x'));
+}
+
+// Writes `n` items, closes, and returns the path's bytes.
+std::string make_queue_bytes(const TempDir& d, const std::string& name, int n) {
+  auto m = open_queue_file(d.file(name), 16384);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(push(*m, item(i, 40)), Error());
+  m->close();
+  return read_file(d.file(name), 0, 1 << 20);
+}
+
+// Opens a damaged file: never a crash, never a wrong item; what is
+// returned is a prefix of what was pushed, in order.
+void expect_prefix_or_error(const std::string& path, int pushed) {
+  OpenOptions o;
+  o.write = true;
+  auto r = Mapping::open(path, 0, 0, o);
+  if (!r) return;
+  auto q = queue::open(*r->mapping, 16384);
+  if (!q) {
+    EXPECT_EQ(q.error(), Errc::corrupt);
+    return;
+  }
+  int i = 0;
+  for (;;) {
+    auto p = queue::pop(*r->mapping, false, false, false);
+    if (!p) {
+      EXPECT_EQ(p.error(), Errc::corrupt);
+      break;
+    }
+    if (!*p) break;
+    ASSERT_LT(i, pushed);
+    EXPECT_EQ((*p)->data, item(i, 40)) << "item " << i;
+    ++i;
+  }
+}
+
+TEST(Queue, CorruptionRecoversToTheLastValidRecordOrSaysCorrupt) {
+  TempDir d;
+  const std::string good = make_queue_bytes(d, "good", 50);
+  // A flipped byte in the 20th record: the first 19 survive.
+  std::string bad = good;
+  const std::size_t rec = queue::kHeaderSize + 19 * 64 + 30;  // records of 40 bytes take 64
+  bad[rec] ^= 0x5A;
+  write_file(d.file("flip"), bad);
+  {
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(d.file("flip"), 0, 0, o);
+    ASSERT_TRUE(r.ok());
+    auto q = queue::open(*r->mapping, 16384);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->count, 19u);
+    EXPECT_EQ(q->dropped, 31u);
+    for (int i = 0; i < 19; ++i) EXPECT_EQ(pop(*r->mapping), item(i, 40));
+    EXPECT_EQ(pop(*r->mapping), std::nullopt);
+  }
+  // A broken magic: not a queue any more.
+  bad = good;
+  bad[0] = 'X';
+  write_file(d.file("magic"), bad);
+  {
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(d.file("magic"), 0, 0, o);
+    EXPECT_EQ(queue::open(*r->mapping, 16384).error(), Errc::corrupt);
+  }
+  // Truncated in the middle of the records.
+  write_file(d.file("cut"), good.substr(0, queue::kHeaderSize + 1000));
+  expect_prefix_or_error(d.file("cut"), 50);
+  // Garbage after the tail (a torn push) changes nothing.
+  bad = good;
+  for (std::size_t i = queue::kHeaderSize + 50 * 64; i < queue::kHeaderSize + 60 * 64; ++i) bad[i] = '\xEE';
+  write_file(d.file("torn"), bad);
+  {
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(d.file("torn"), 0, 0, o);
+    auto q = queue::open(*r->mapping, 16384);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->count, 50u);
+  }
+}
+
+TEST(Queue, FuzzedFilesNeverCrashOrLie) {
+  TempDir d;
+  const std::string good = make_queue_bytes(d, "seed", 60);
+  std::mt19937_64 rng(12345);
+  const int runs = std::getenv("EMMAP_TEST_UNDER_VALGRIND") ? 40 : 400;
+  for (int run = 0; run < runs; ++run) {
+    std::string bad = good;
+    const int flips = 1 + static_cast<int>(rng() % 8);
+    for (int k = 0; k < flips; ++k) {
+      // Mostly in the header and the first records, where it matters most.
+      const std::size_t at = rng() % 3 == 0 ? rng() % 512 : queue::kHeaderSize + rng() % (60 * 64);
+      bad[at] = static_cast<char>(rng());
+    }
+    if (rng() % 5 == 0) bad.resize(rng() % bad.size());
+    const std::string path = d.file("fuzz" + std::to_string(run));
+    write_file(path, bad);
+    expect_prefix_or_error(path, 60);
+    ::unlink(path.c_str());
+  }
+}
+
+TEST(Queue, AHolderKilledWithTheLockDoesNotStallOthers) {
+  TempDir d;
+  auto m = open_queue_file(d.file("dead"), 4096);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(push(*m, "before"), Error());
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Take the queue's lock the way a push does, then die holding it.
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(d.file("dead"), 0, 0, o);
+    if (!r) ::_exit(2);
+    auto pin = r->mapping->pin();
+    auto st = make_backend()->shared_lock_acquire((*pin)->base() + 256, true);
+    if (!st || *st != LockState::acquired) ::_exit(3);
+    ::kill(::getpid(), SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child must die holding the lock";
+  ASSERT_EQ(push(*m, "after"), Error()) << "the next taker repairs and goes on";
+  EXPECT_EQ(pop(*m), "before");
+  EXPECT_EQ(pop(*m), "after");
+  EXPECT_EQ(pop(*m), std::nullopt);
+}
+
+TEST(Queue, SeveralProcessesPopEveryItemExactlyOnceInProducerOrder) {
+  TempDir d;
+  auto m = open_queue_file(d.file("mp"), 8192);
+  ASSERT_TRUE(m);
+  const int per_producer = std::getenv("EMMAP_TEST_UNDER_VALGRIND") ? 300 : 5000;
+  constexpr int kProducers = 2, kConsumers = 2;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProducers; ++p) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      auto q = open_queue_file(d.file("mp"), 8192);
+      if (!q) ::_exit(2);
+      for (int i = 0; i < per_producer; ++i) {
+        const std::string s = std::to_string(p) + ":" + std::to_string(i);
+        if (queue::push(*q, queue::kBinary, s.data(), s.size(), false, false)) ::_exit(3);
+      }
+      ::_exit(0);
+    }
+    kids.push_back(pid);
+  }
+  // Consumers write what they popped, in order, to files of their own.
+  for (int c = 0; c < kConsumers; ++c) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      auto q = open_queue_file(d.file("mp"), 8192);
+      if (!q) ::_exit(2);
+      std::string log;
+      int idle = 0;
+      while (idle < 2000) {
+        auto r = queue::pop(*q, false, false, false);
+        if (!r) ::_exit(4);
+        if (!*r) {
+          ++idle;
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          continue;
+        }
+        idle = 0;
+        log += (*r)->data + "\n";
+      }
+      write_file(d.file("consumer" + std::to_string(c)), log);
+      ::_exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t k : kids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(k, &status, 0), k);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  std::map<std::string, int> seen;
+  for (int c = 0; c < kConsumers; ++c) {
+    const std::string log = read_file(d.file("consumer" + std::to_string(c)), 0, 64 << 20);
+    std::map<int, int> last;  // producer -> last index seen by this consumer
+    std::size_t at = 0;
+    while (at < log.size()) {
+      const std::size_t nl = log.find('\n', at);
+      const std::string s = log.substr(at, nl - at);
+      at = nl + 1;
+      ++seen[s];
+      const int p = std::stoi(s.substr(0, s.find(':')));
+      const int i = std::stoi(s.substr(s.find(':') + 1));
+      auto it = last.find(p);
+      if (it != last.end()) {
+        EXPECT_LT(it->second, i) << "producer order broken in consumer " << c;
+      }
+      last[p] = i;
+    }
+  }
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kProducers * per_producer));
+  for (const auto& [s, n] : seen) EXPECT_EQ(n, 1) << s << " popped " << n << " times";
+  EXPECT_EQ(*queue::length(*m), 0u);
+}
+
+}  // namespace
+}  // namespace emmap::test
