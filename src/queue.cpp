@@ -238,8 +238,9 @@ Error locked(Mapping& m, Wait w, F&& f, After&& after) {
     if (need_size == 0 && follow_size == 0) return after();
     if (w == Wait::no) return Errc::ebusy;  // remapping blocks: the caller retries where it may
     if (follow_size) {
+      // Where the map cannot follow (no resize), recover() keeps what it holds.
       auto g = m.ensure_size(follow_size, false);
-      if (!g) return g.error();
+      if (!g && g.error() != Errc::fixed_size) return g.error();
       followed = true;
       continue;
     }
@@ -271,10 +272,11 @@ Result<OpenReport> open(Mapping& m, std::uint64_t initial_capacity) {
   Error e = m.with_file_lock([&]() -> Error {
     // Set-up, one process at a time: format a new file, or renew a lock
     // that an earlier boot left behind.
-    if (m.size() < kHeaderSize) {
+    if (m.size() == 0) {  // a new, empty file
       auto g = m.ensure_size(kHeaderSize + initial_capacity);
       if (!g) return g.error();
     }
+    if (m.size() < kHeaderSize) return Errc::corrupt;  // too short to be a queue
     Error fmt = m.with_map(
         [&](char* base, std::uint64_t size) -> Error {
           View v(base, size);
