@@ -17,6 +17,7 @@
 #include <new>
 
 #include "blocks.h"
+#include "queue.h"
 #include "resources.h"
 #include "terms.h"
 
@@ -557,6 +558,74 @@ ERL_NIF_TERM block_repair_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return *r == blocks::kEof ? c.p->atoms.eof : enif_make_uint64(c.env, *r);
 }
 
+// ---- persistent queue -------------------------------------------------------------
+
+// queue_open(H, InitialCapacity) -> {ok, #{count, dropped, initialised}} (dirty: scans every record)
+ERL_NIF_TERM queue_open_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t cap;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &cap, &err)) return err;
+  auto r = queue::open(*h->map, cap);
+  if (!r) return c.error(r.error());
+  ERL_NIF_TERM keys[] = {enif_make_atom(c.env, "count"), enif_make_atom(c.env, "dropped"),
+                         enif_make_atom(c.env, "initialised")};
+  ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, r->count), enif_make_uint64(c.env, r->dropped),
+                         r->initialised ? c.p->atoms.true_ : c.p->atoms.false_};
+  ERL_NIF_TERM map;
+  enif_make_map_from_arrays(c.env, keys, vals, 3, &map);
+  return c.ok(map);
+}
+
+// queue_push(H, Bin, Kind, FixedSize, Sync) -> ok | {error, Reason}
+ERL_NIF_TERM queue_push_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  ErlNifBinary data;
+  unsigned kind;
+  if (!c.handle(argv[0], &h) || !enif_inspect_binary(c.env, argv[1], &data) || !enif_get_uint(c.env, argv[2], &kind) ||
+      (kind != queue::kTerm && kind != queue::kBinary))
+    return c.badarg();
+  const bool fixed = argv[3] == c.p->atoms.true_, sync = argv[4] == c.p->atoms.true_;
+  if (sync && !c.dirty) return c.error(Errc::ebusy);  // msync waits for the disk: dirty
+  if (data.size > kDirtyCopy && !c.dirty) return c.error(Errc::ebusy);
+  const Error e = queue::push(*h->map, static_cast<std::uint8_t>(kind), data.data, data.size, fixed, sync, c.wait());
+  return e ? c.error(e) : c.ok();
+}
+
+// queue_pop(H, pop | peek | purge, Sync) -> {Kind, Bin} | nil | {error, Reason}
+ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  char mode[8];
+  if (!enif_get_atom(c.env, argv[1], mode, sizeof mode, ERL_NIF_LATIN1)) return c.badarg();
+  const bool peek = std::strcmp(mode, "peek") == 0, purge = std::strcmp(mode, "purge") == 0;
+  if (!peek && !purge && std::strcmp(mode, "pop") != 0) return c.badarg();
+  const bool sync = argv[2] == c.p->atoms.true_;
+  if ((sync || purge) && !c.dirty) return c.error(Errc::ebusy);  // msync / shrinking the file: dirty
+  auto r = queue::pop(*h->map, peek, purge, sync, c.wait());
+  if (!r) return c.error(r.error());
+  if (!*r) return enif_make_atom(c.env, "nil");
+  const std::string& bytes = (*r)->data;
+  ERL_NIF_TERM bin;
+  std::memcpy(enif_make_new_binary(c.env, bytes.size(), &bin), bytes.data(), bytes.size());
+  return enif_make_tuple2(c.env, enif_make_uint(c.env, (*r)->kind), bin);
+}
+
+ERL_NIF_TERM queue_length_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  auto r = queue::length(*h->map, c.wait());
+  return r ? enif_make_uint64(c.env, *r) : c.error(r.error());
+}
+
+ERL_NIF_TERM queue_purge_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  const Error e = queue::purge(*h->map, argv[1] == c.p->atoms.true_, c.wait());
+  return e ? c.error(e) : c.ok();
+}
+
 // ---- load / upgrade / unload ---------------------------------------------------------
 
 Priv* make_priv(ErlNifEnv* env, ErlNifResourceFlags flags) {
@@ -624,6 +693,11 @@ ErlNifFunc functions[] = {
     {"block_free", 2, normal_entry<block_free_impl>, 0},           // O(1)
     {"block_scan", 3, dirty_entry<block_scan_impl>, kDirtyIo},     // O(slots)
     {"block_repair", 3, dirty_entry<block_repair_impl>, kDirtyIo}, // O(slots)
+    {"queue_open", 2, dirty_entry<queue_open_impl>, kDirtyIo},     // flock, scans records
+    {"queue_push", 5, normal_entry<queue_push_impl>, 0},           // lock + copy; dirty if busy, growing or sync
+    {"queue_pop", 3, normal_entry<queue_pop_impl>, 0},             // same; purge dirty
+    {"queue_length", 1, normal_entry<queue_length_impl>, 0},
+    {"queue_purge", 2, dirty_entry<queue_purge_impl>, kDirtyIo},   // shrinks the file
 };
 
 }  // namespace
