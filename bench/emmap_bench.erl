@@ -9,11 +9,14 @@
 %%% | pread 1 MiB copy               | binary:copy/1 of 1 MiB slices of 64 MiB | >= 0.95x|
 %%% | patomic_add                    | atomics:add_get/3                       | >= 0.8x |
 %%% | pread 40 B, 2 processes        | the same with 1 process                 | >= 1.7x |
+%%% | queue push+pop of a small term | binary_to_term(term_to_binary(T))       | >= 0.5x |
+%%% Also: p50/p99 latency of a queue push, and queue throughput with two VMs.
 -module(emmap_bench).
 -export([main/0, main/1]).
 
 -define(MAP, (64 bsl 20)).
 -define(ROUNDS, 7).
+-define(EVENT, {event, 12345, <<"payload">>}).
 
 main() -> main([]).
 
@@ -29,7 +32,9 @@ main(Args) ->
     Key = crypto:strong_rand_bytes(40),
     Src40 = binary:copy(<<"0123456789">>, 4),
     Atomics = atomics:new(1, [{signed, true}]),
-    N40 = 1000000, N1M = 2000, NAt = 1000000,
+    N40 = 1000000, N1M = 2000, NAt = 1000000, NQ = 200000,
+    QFile = filename:join(tmpdir(), "emmap-bench-queue-" ++ os:getpid()),
+    {ok, Q} = emmap_queue:open(QFile, 1 bsl 20, [auto_unlink]),
     io:format("emmap Erlang benchmarks: ~p rounds, median ops/s, ~s backend~n",
               [Rounds, maps:get(backend, emmap:info(M))]),
     Shapes =
@@ -47,11 +52,17 @@ main(Args) ->
           fun() -> loop_patomic(M, NAt) end, NAt},
          {"pread 40 B, 2 processes vs 1", 1.7,
           fun() -> parallel(1, fun() -> loop_pread(M, Offs40, 40, N40) end) end,
-          fun() -> parallel(2, fun() -> loop_pread(M, Offs40, 40, N40) end) end, N40}],
+          fun() -> parallel(2, fun() -> loop_pread(M, Offs40, 40, N40) end) end, N40},
+         {"queue push+pop {event,12345,<<..>>}", 0.5,
+          fun() -> loop_codec(?EVENT, NQ) end,
+          fun() -> loop_queue(Q, ?EVENT, NQ) end, NQ}],
     io:format("~-34s ~14s ~14s ~8s ~6s~n", ["shape", "emmap ops/s", "floor ops/s", "ratio", "goal"]),
     Results = [run_shape(S, Rounds) || S <- Shapes],
     emmap:close(D), emmap:close(M),
     nif_floor(Atomics, NAt),
+    queue_latency(Q, 100000),
+    queue_two_vms(QFile, Q, 100000),
+    emmap_queue:close(Q),
     Missed = [Name || {Name, Ratio, Goal} <- Results, Ratio < Goal],
     case Missed of
         [] -> io:format("all goals met~n");
@@ -132,6 +143,60 @@ loop_slice_copy(B, Offs, N) ->
     Off = element((N band (tuple_size(Offs) - 1)) + 1, Offs),
     _ = binary:copy(binary:part(B, Off, 1 bsl 20)),
     loop_slice_copy(B, Offs, N - 1).
+
+loop_codec(_T, 0) -> ok;
+loop_codec(T, N) ->
+    T = binary_to_term(term_to_binary(T)),
+    loop_codec(T, N - 1).
+
+loop_queue(_Q, _T, 0) -> ok;
+loop_queue(Q, T, N) ->
+    ok = emmap_queue:push(Q, T),
+    T = emmap_queue:pop(Q),
+    loop_queue(Q, T, N - 1).
+
+%% p50 / p99 of single pushes (the queue is drained after).
+queue_latency(Q, N) ->
+    Ts = [begin
+              T0 = erlang:monotonic_time(nanosecond),
+              ok = emmap_queue:push(Q, ?EVENT),
+              erlang:monotonic_time(nanosecond) - T0
+          end || _ <- lists:seq(1, N)],
+    [_ = emmap_queue:pop(Q) || _ <- lists:seq(1, N)],
+    S = lists:sort(Ts),
+    io:format("queue push latency: p50 ~w ns, p99 ~w ns, max ~w ns (~w pushes)~n",
+              [lists:nth(N div 2, S), lists:nth(N * 99 div 100, S), lists:last(S), N]).
+
+%% Push+pop pairs from this VM alone, then from this VM and a second VM on
+%% the same file at once: total pairs per second, and the ratio.
+queue_two_vms(File, Q, N) ->
+    {T1, _} = timer:tc(fun() -> loop_queue(Q, ?EVENT, N) end),
+    Erl = os:find_executable("erl"),
+    Ebin = filename:join(code:lib_dir(emmap), "ebin"),
+    Eval = lists:flatten(io_lib:format(
+             "{ok, Q} = emmap_queue:open(~p, 1048576, []),"
+             "io:format(\"go~~n\"), receive after 200 -> ok end,"
+             "[begin ok = emmap_queue:push(Q, X), _ = emmap_queue:pop(Q) end || X <- lists:duplicate(~p, ~p)],"
+             "halt(0).", [File, N, ?EVENT])),
+    Port = open_port({spawn_executable, Erl}, [{args, ["-noshell", "-pa", Ebin, "-eval", Eval]},
+                                               exit_status, {line, 64}]),
+    receive {Port, {data, {eol, "go"}}} -> ok after 30000 -> exit(peer_vm) end,
+    timer:sleep(200),
+    T0 = erlang:monotonic_time(microsecond),
+    loop_queue_lenient(Q, N),
+    receive {Port, {exit_status, 0}} -> ok after 120000 -> exit(peer_vm_timeout) end,
+    T2 = erlang:monotonic_time(microsecond) - T0,
+    One = N * 1.0e6 / T1,
+    Two = 2 * N * 1.0e6 / T2,
+    io:format("queue push+pop pairs/s: 1 VM ~w, 2 VMs on one file ~w (~.2fx)~n",
+              [round(One), round(Two), Two / One]).
+
+%% With two VMs a pop may meet the other's item or an empty queue: fine.
+loop_queue_lenient(_Q, 0) -> ok;
+loop_queue_lenient(Q, N) ->
+    ok = emmap_queue:push(Q, ?EVENT),
+    _ = emmap_queue:pop(Q),
+    loop_queue_lenient(Q, N - 1).
 
 loop_atomics(_A, 0) -> ok;
 loop_atomics(A, N) ->

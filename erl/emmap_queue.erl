@@ -93,18 +93,18 @@ push(Q, Term) -> erlang:error(badarg, [Q, Term]).
 
 %% @doc Takes the oldest item; `nil' when the queue is empty.
 -spec pop(queue()) -> term() | nil | {error, term()}.
-pop(#emq{res = R, sync = S}) -> decode(emmap_nif:queue_pop(R, pop, S));
+pop(#emq{res = R, sync = S}) -> emmap_nif:queue_pop(R, pop, S);
 pop(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc The oldest item, left in the queue; `nil' when empty.
 -spec peek(queue()) -> term() | nil | {error, term()}.
-peek(#emq{res = R}) -> decode(emmap_nif:queue_pop(R, peek, false));
+peek(#emq{res = R}) -> emmap_nif:queue_pop(R, peek, false);
 peek(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc Like `pop/1'; when the queue becomes (or is) empty the file shrinks
 %% back to its initial size.
 -spec pop_and_purge(queue()) -> term() | nil | {error, term()}.
-pop_and_purge(#emq{res = R, sync = S}) -> decode(emmap_nif:queue_pop(R, purge, S));
+pop_and_purge(#emq{res = R, sync = S}) -> emmap_nif:queue_pop(R, purge, S);
 pop_and_purge(Q) -> erlang:error(badarg, [Q]).
 
 -spec length(queue()) -> non_neg_integer() | {error, term()}.
@@ -130,13 +130,6 @@ info(#emq{mem = Mem} = Q) ->
         #{size := Size} -> #{length => ?MODULE:length(Q), file_size => Size};
         E -> E
     end.
-
-decode({?TERM, Bin}) ->
-    try binary_to_term(Bin)
-    catch error:badarg -> {error, corrupt}   % a checksummed record that is no term
-    end;
-decode({?BINARY, Bin}) -> Bin;
-decode(Other) -> Other.   % nil | {error, Reason}
 
 take_sync(Options) ->
     case [M || {sync, M} <- Options] of

@@ -55,6 +55,10 @@
   X(position, "position")                   \
   X(closed, "closed")                       \
   X(bof, "bof")                             \
+  X(nil, "nil")                             \
+  X(pop, "pop")                             \
+  X(peek, "peek")                           \
+  X(purge, "purge")                         \
   X(cur, "cur")                             \
   /* atomics */                             \
   X(add, "add")                             \

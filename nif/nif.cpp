@@ -593,23 +593,36 @@ ERL_NIF_TERM queue_push_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return e ? c.error(e) : c.ok();
 }
 
-// queue_pop(H, pop | peek | purge, Sync) -> {Kind, Bin} | nil | {error, Reason}
+// queue_pop(H, pop | peek | purge, Sync) -> Item | nil | {error, Reason}: a
+// binary item as it was pushed, any other term decoded here, straight from
+// the map (binary_to_term without the intermediate binary).
 ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
-  char mode[8];
-  if (!enif_get_atom(c.env, argv[1], mode, sizeof mode, ERL_NIF_LATIN1)) return c.badarg();
-  const bool peek = std::strcmp(mode, "peek") == 0, purge = std::strcmp(mode, "purge") == 0;
-  if (!peek && !purge && std::strcmp(mode, "pop") != 0) return c.badarg();
+  const Atoms& a = c.p->atoms;
+  const bool peek = argv[1] == a.peek, purge = argv[1] == a.purge;
+  if (!peek && !purge && argv[1] != a.pop) return c.badarg();
   const bool sync = argv[2] == c.p->atoms.true_;
   if ((sync || purge) && !c.dirty) return c.error(Errc::ebusy);  // msync / shrinking the file: dirty
-  auto r = queue::pop(*h->map, peek, purge, sync, c.wait());
+  struct Out {
+    ErlNifEnv* env;
+    ERL_NIF_TERM item;
+  } out{c.env, 0};
+  auto r = queue::pop_into(
+      *h->map, peek, purge, sync, c.wait(),
+      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> bool {
+        auto* o = static_cast<Out*>(ctx);
+        if (kind == queue::kBinary) {
+          std::memcpy(enif_make_new_binary(o->env, len, &o->item), data, len);
+          return true;
+        }
+        // A checksummed record that is no external term: corrupt, left queued.
+        return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0;
+      },
+      &out, Errc::corrupt);
   if (!r) return c.error(r.error());
-  if (!*r) return enif_make_atom(c.env, "nil");
-  const std::string& bytes = (*r)->data;
-  ERL_NIF_TERM bin;
-  std::memcpy(enif_make_new_binary(c.env, bytes.size(), &bin), bytes.data(), bytes.size());
-  return enif_make_tuple2(c.env, enif_make_uint(c.env, (*r)->kind), bin);
+  if (!*r) return a.nil;
+  return out.item;
 }
 
 ERL_NIF_TERM queue_length_impl(Call& c, int, const ERL_NIF_TERM argv[]) {

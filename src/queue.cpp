@@ -254,6 +254,50 @@ Error locked(Mapping& m, Wait w, F&& f) {
   return locked(m, w, std::forward<F>(f), [] { return Error(); });
 }
 
+// The fast path: one access-gate section in which the lock is only tried,
+// so nothing can move the map meanwhile (no pin, no remap). Answers
+// nothing (nullopt) when the slow path must run: lock busy, the map must
+// follow or grow the file, a resize or close in progress.
+template <typename F>
+std::optional<Error> fast(Mapping& m, F&& f) {
+  std::optional<Error> out;
+  const MappingBackend& backend = m.backend();
+  Error e = m.with_map(
+      [&](char* base, std::uint64_t size) -> Error {
+        View v(base, size);
+        if (size < kHeaderSize || !v.formatted()) {
+          out = Error(Errc::corrupt);
+          return {};
+        }
+        void* lock = base + kLockOffset;
+        auto st = backend.shared_lock_acquire(lock, false);
+        if (!st) return {};
+        if (*st == LockState::busy) return {};
+        if (*st == LockState::owner_died) {
+          auto r = recover(v);
+          if (!r) {
+            backend.shared_lock_release(lock);  // still inconsistent: the next taker tries again
+            out = r.error();
+            return {};
+          }
+          backend.shared_lock_consistent(lock);
+        }
+        const State& s = v.live();
+        if (!plausible(s, v.avail) || s.capacity > v.avail) {
+          backend.shared_lock_release(lock);
+          return {};
+        }
+        std::uint64_t grow_to = 0;
+        Error fe = f(v, s, &grow_to);
+        backend.shared_lock_release(lock);
+        if (!grow_to) out = fe;
+        return {};
+      },
+      true, Wait::no);
+  if (e && e != Errc::ebusy) return e;
+  return out;
+}
+
 // Gives an empty queue's extra space back: the file shrinks to the initial
 // capacity. Runs under the lock, outside the gate.
 Error shrink_if_empty(Mapping& m, bool& wanted, std::uint64_t initial) {
@@ -331,7 +375,7 @@ Error push(Mapping& m, std::uint8_t kind, const void* data, std::size_t len, boo
   if (len > UINT32_MAX) return Errc::einval;
   const std::uint64_t need = rec_size(len);
   std::uint64_t written_at = 0;
-  Error e = locked(m, w, [&](const View& v, const State& s, std::uint64_t* grow_to) -> Error {
+  auto body = [&](const View& v, const State& s, std::uint64_t* grow_to) -> Error {
     State next = s;
     std::uint64_t pos;
     if (!s.wrap && s.tail + need <= s.capacity) {
@@ -377,7 +421,9 @@ Error push(Mapping& m, std::uint8_t kind, const void* data, std::size_t len, boo
     v.commit(next);
     written_at = pos;
     return {};
-  });
+  };
+  auto quick = fast(m, body);
+  Error e = quick ? *quick : locked(m, w, body);
   if (e) return e;
   if (sync) {
     // The record, then the header that commits it (both before returning).
@@ -387,63 +433,87 @@ Error push(Mapping& m, std::uint8_t kind, const void* data, std::size_t len, boo
   return {};
 }
 
-Result<std::optional<Item>> pop(Mapping& m, bool peek, bool purge, bool sync, Wait w) {
-  std::optional<Item> out;
-  bool shrink = false;
+Result<bool> pop_into(Mapping& m, bool peek, bool purge, bool sync, Wait w, Visitor visit, void* ctx,
+                      Errc visit_error) {
+  bool found = false, shrink = false;
   std::uint64_t initial = 0;
-  Error e = locked(
-      m, w,
-      [&](const View& v, const State& s, std::uint64_t*) -> Error {
-        initial = v.h->initial;
-        if (s.count == 0) {
-          shrink = purge && s.capacity > initial;
-          if (shrink) {
-            State next = s;
-            next.capacity = initial;
-            v.commit(next);
-          }
-          return {};
-        }
-        const std::uint64_t limit = s.wrap ? s.wrap : s.tail;
-        auto len = v.check(s.head, limit, s.pop_seq);
-        if (!len) return Errc::corrupt;  // recover() at the next open cuts it off
-        const char* r = v.data + s.head;
-        std::uint32_t kind_word;
-        std::memcpy(&kind_word, r, 4);
-        out = Item{static_cast<std::uint8_t>(kind_word & 0xFF), std::string(r + kRecHeader, *len)};
-        if (peek) return {};
+  auto body = [&](const View& v, const State& s, std::uint64_t*) -> Error {
+    initial = v.h->initial;
+    if (s.count == 0) {
+      shrink = purge && s.capacity > initial;
+      if (shrink) {
         State next = s;
-        next.head = s.head + rec_size(*len);
-        next.count = s.count - 1;
-        next.pop_seq = s.pop_seq + 1;
-        if (s.wrap && next.head == s.wrap) {
-          next.head = 0;  // the end segment is used up: what is left is [0, tail)
-          next.wrap = 0;
-        }
-        if (next.count == 0) {
-          next.head = next.tail = next.wrap = 0;  // empty: start from the front again
-          if (purge && s.capacity > initial) {
-            next.capacity = initial;
-            shrink = true;
-          }
-        }
+        next.capacity = initial;
         v.commit(next);
-        return {};
-      },
-      [&] { return shrink_if_empty(m, shrink, initial); });
+      }
+      return {};
+    }
+    const std::uint64_t limit = s.wrap ? s.wrap : s.tail;
+    auto len = v.check(s.head, limit, s.pop_seq);
+    if (!len) return Errc::corrupt;  // recover() at the next open cuts it off
+    const char* r = v.data + s.head;
+    std::uint32_t kind_word;
+    std::memcpy(&kind_word, r, 4);
+    if (!visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, *len)) return visit_error;
+    found = true;
+    if (peek) return {};
+    State next = s;
+    next.head = s.head + rec_size(*len);
+    next.count = s.count - 1;
+    next.pop_seq = s.pop_seq + 1;
+    if (s.wrap && next.head == s.wrap) {
+      next.head = 0;  // the end segment is used up: what is left is [0, tail)
+      next.wrap = 0;
+    }
+    if (next.count == 0) {
+      next.head = next.tail = next.wrap = 0;  // empty: start from the front again
+      if (purge && s.capacity > initial) {
+        next.capacity = initial;
+        shrink = true;
+      }
+    }
+    v.commit(next);
+    return {};
+  };
+  // Shrinking the file needs the slow path (outside the gate, still locked).
+  std::optional<Error> quick;
+  if (!purge) quick = fast(m, body);
+  Error e = quick ? *quick : locked(m, w, body, [&] { return shrink_if_empty(m, shrink, initial); });
   if (e) return e;
-  if (sync && !peek && out) {
+  if (sync && !peek && found) {
     if (Error se = m.sync(0, kHeaderSize)) return se;
   }
-  return out;
+  return found;
+}
+
+Result<std::optional<Item>> pop(Mapping& m, bool peek, bool purge, bool sync, Wait w) {
+  Item item{};
+  auto r = pop_into(
+      m, peek, purge, sync, w,
+      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> bool {
+        auto* it = static_cast<Item*>(ctx);
+        it->kind = kind;
+        try {
+          it->data.assign(data, len);
+        } catch (...) {
+          return false;
+        }
+        return true;
+      },
+      &item);
+  if (!r) return r.error();
+  if (!*r) return std::optional<Item>();
+  return std::optional<Item>(std::move(item));
 }
 
 Result<std::uint64_t> length(Mapping& m, Wait w) {
   std::uint64_t n = 0;
-  Error e = locked(m, w, [&](const View&, const State& s, std::uint64_t*) -> Error {
+  auto body = [&](const View&, const State& s, std::uint64_t*) -> Error {
     n = s.count;
     return {};
-  });
+  };
+  auto quick = fast(m, body);
+  Error e = quick ? *quick : locked(m, w, body);
   if (e) return e;
   return n;
 }

@@ -73,6 +73,15 @@ Error push(Mapping& m, std::uint8_t kind, const void* data, std::size_t len, boo
 // the initial capacity). Errors: corrupt, closed, ebusy.
 Result<std::optional<Item>> pop(Mapping& m, bool peek, bool purge, bool sync, Wait w = Wait::yes);
 
+// The same, handing the item to `visit(ctx, kind, data, len)` while it is
+// still in the map (under the lock): copy or decode it there, no copy in
+// between. A false from visit (out of memory, undecodable) leaves the item
+// queued. Returns false when the queue was empty. Errors: as pop, and
+// whatever visit said through `*visit_error`.
+using Visitor = bool (*)(void* ctx, std::uint8_t kind, const char* data, std::size_t len);
+Result<bool> pop_into(Mapping& m, bool peek, bool purge, bool sync, Wait w, Visitor visit, void* ctx,
+                      Errc visit_error = Errc::enomem);
+
 Result<std::uint64_t> length(Mapping& m, Wait w = Wait::yes);
 
 // Drops every item and shrinks the file back. Errors: closed, ebusy.
