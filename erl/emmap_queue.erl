@@ -129,7 +129,8 @@ info(#emq{mem = Mem} = Q) ->
     case emmap:info(Mem) of
         #{size := Size} -> #{length => ?MODULE:length(Q), file_size => Size};
         E -> E
-    end.
+    end;
+info(Q) -> erlang:error(badarg, [Q]).
 
 take_sync(Options) ->
     case [M || {sync, M} <- Options] of
@@ -183,11 +184,14 @@ start_link(Name, File, InitialSize, Options) when is_atom(Name) ->
 
 %% @doc Appends `Term' through the server (by name or pid).
 -spec enqueue(atom() | pid(), term()) -> ok | {error, term()}.
-enqueue(Server, Term) -> gen_server:call(Server, {push, Term}, infinity).
+enqueue(Server, Term) when is_atom(Server); is_pid(Server) ->
+    gen_server:call(Server, {push, Term}, infinity);
+enqueue(Server, Term) -> erlang:error(badarg, [Server, Term]).
 
 %% @doc Takes the oldest item through the server; `nil' when empty.
 -spec dequeue(atom() | pid()) -> term() | nil | {error, term()}.
-dequeue(Server) -> gen_server:call(Server, pop, infinity).
+dequeue(Server) when is_atom(Server); is_pid(Server) -> gen_server:call(Server, pop, infinity);
+dequeue(Server) -> erlang:error(badarg, [Server]).
 
 -spec stop(atom() | pid()) -> ok.
 stop(Server) -> gen_server:stop(Server).

@@ -715,3 +715,28 @@ sync_async_then_close_test() ->
     ?assertEqual(<<"flushed">>, binary:part(Bin, 4000, 7)),
     ?assertError(badarg, emmap_nif:sync_async(element(3, M), not_a_ref)),
     file:delete(F).
+
+%%% ---------------------------------------------------------------------------
+%%% A file truncated under the map by another OS process
+%%% ---------------------------------------------------------------------------
+
+truncated_under_the_map_test() ->
+    F = tmp("trunc-under"),
+    {ok, M, _} = emmap:open(F, [create, read, write, {size, 3 * 4096}]),
+    {ok, D, _} = emmap:open(F, [read, write, direct]),
+    ok = emmap:pwrite(M, 8192, <<"doomed">>),
+    {ok, Bin} = emmap:pread(D, 8192, 6),          % zero-copy, over the page about to go
+    ?assertEqual(<<"doomed">>, Bin),
+    "" = os:cmd("truncate -s 0 " ++ F),           % another OS process
+    %% NIF accesses over the lost range answer, and the VM lives on.
+    ?assertEqual({error, sigbus}, emmap:pread(M, 8192, 6)),
+    ?assertEqual({error, truncated}, emmap:pread(M, 0, 6)),
+    ?assertEqual({error, truncated}, emmap:pwrite(M, 0, <<"x">>)),
+    ?assertEqual({error, truncated}, emmap:patomic_add(M, 0, 1)),
+    ?assertEqual({error, sigbus}, emmap:patomic_add(D, 4096, 1)),
+    ?assertEqual({error, truncated}, emmap:patomic_read_integer(D, 4096)),
+    %% Erlang code touching the zero-copy binary over the lost page: zeros.
+    ?assertEqual(<<0, 0, 0, 0, 0, 0>>, binary:copy(Bin)),
+    ?assertEqual(ok, emmap:close(M)),
+    ?assertEqual(ok, emmap:close(D)),
+    file:delete(F).

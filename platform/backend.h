@@ -15,6 +15,7 @@
 // a pointer handed out earlier can still be read, it just reads zeros.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -194,6 +195,16 @@ class MappingBackend {
 
 // The backend this build was configured with (a process-wide singleton).
 std::shared_ptr<MappingBackend> make_backend();
+
+// ---- truncation under the map (SIGBUS) ---------------------------------------
+// Guards [base, base+len): if a page there is lost because the file shrank,
+// touching it no longer kills the process: the page becomes a private zero
+// page, *truncated is set, and t_sigbus_hit is set on the touching thread.
+// Returns a token for unguard_range (-1: not guarded, e.g. too many maps).
+int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexcept;
+void unguard_range(int token) noexcept;
+// Set on a thread whose access just hit a lost page; the core clears it.
+extern thread_local bool t_sigbus_hit __attribute__((tls_model("initial-exec")));
 
 // Asymmetric memory barrier for the core's AccessGate. When available,
 // heavy_barrier() makes every thread of the process execute a full memory

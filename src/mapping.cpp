@@ -33,7 +33,10 @@ class Mapping::FileLife {
   bool unlink_;
 };
 
-Region::~Region() { (void)backend_->release(alloc_, alloc_len_); }
+Region::~Region() {
+  unguard_range(guard_);  // before the range can be handed to somebody else
+  (void)backend_->release(alloc_, alloc_len_);
+}
 
 std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::size_t page) noexcept {
   if (max_inc == 0) max_inc = kDefaultMaxIncSize;
@@ -103,6 +106,8 @@ Result<std::shared_ptr<Region>> Mapping::new_region(std::size_t map_len, void* a
   if (map_len > 0) {
     if (Error e = backend_->map_into(base, request(0, map_len))) return e;
   }
+  // Only a file can lose pages under the map.
+  if (fd_ != kNoFile) region->guard_ = guard_range(alloc, want + slack, &region->truncated_);
   return region;
 }
 
@@ -263,6 +268,7 @@ Result<std::shared_ptr<Region>> Mapping::pin() noexcept {
 
 Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
   if (!region_) return Error(Errc::closed);
+  if (Error e = begin_access()) return e;
   if (pos > size_ || size_ - pos < sizeof(std::int64_t)) return Error(Errc::einval);
   char* p = data_ + pos;
   if (reinterpret_cast<std::uintptr_t>(p) % alignof(std::int64_t) != 0) return Error(Errc::einval);
@@ -276,15 +282,17 @@ Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
+  std::int64_t old = 0;
   switch (op) {
-    case AtomicOp::add: return a.fetch_add(v);
-    case AtomicOp::sub: return a.fetch_sub(v);
-    case AtomicOp::and_: return a.fetch_and(v);
-    case AtomicOp::or_: return a.fetch_or(v);
-    case AtomicOp::xor_: return a.fetch_xor(v);
-    case AtomicOp::xchg: return a.exchange(v);
+    case AtomicOp::add: old = a.fetch_add(v); break;
+    case AtomicOp::sub: old = a.fetch_sub(v); break;
+    case AtomicOp::and_: old = a.fetch_and(v); break;
+    case AtomicOp::or_: old = a.fetch_or(v); break;
+    case AtomicOp::xor_: old = a.fetch_xor(v); break;
+    case AtomicOp::xchg: old = a.exchange(v); break;
   }
-  return Error(Errc::einval);
+  if (access_faulted()) return Error(Errc::sigbus);
+  return old;
 }
 
 Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
@@ -295,6 +303,7 @@ Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std
   if (!p) return p.error();
   std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
   const bool swapped = a.compare_exchange_strong(expected, desired);
+  if (access_faulted()) return Error(Errc::sigbus);
   return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
 }
 
@@ -303,7 +312,9 @@ Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, false);
   if (!p) return p.error();
-  return std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
+  const std::int64_t v = std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
+  if (access_faulted()) return Error(Errc::sigbus);
+  return v;
 }
 
 Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexcept {
@@ -312,6 +323,7 @@ Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexc
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).store(value);
+  if (access_faulted()) return Errc::sigbus;
   return {};
 }
 
@@ -383,6 +395,10 @@ Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size) noexcept {
                                       region_->alloc_len_ + (want - region_->reserved_))) {
       region_->alloc_len_ += want - region_->reserved_;
       region_->reserved_ = want;
+      if (region_->guard_ >= 0) {  // the guard follows the grown reservation
+        unguard_range(region_->guard_);
+        region_->guard_ = guard_range(region_->alloc_, region_->alloc_len_, &region_->truncated_);
+      }
       in_place = true;
     }
   }

@@ -209,6 +209,15 @@ class Mapping {
   // The request that maps bytes [from, to) of the region (relative to its base).
   MapRequest request(std::size_t from, std::size_t to) const noexcept;
   std::size_t granularity() const noexcept;
+  // Inside the gate, before touching the map: a truncated map is refused,
+  // and the thread's fault note is cleared.
+  Error begin_access() const noexcept;
+  // After touching it: did a page turn out lost (SIGBUS caught)?
+  static bool access_faulted() noexcept {
+    if (!t_sigbus_hit) return false;
+    t_sigbus_hit = false;
+    return true;
+  }
 
   std::shared_ptr<MappingBackend> backend_;
   std::shared_ptr<FileLife> file_;
@@ -249,6 +258,8 @@ class Region : public std::enable_shared_from_this<Region> {
 
   char* base() const noexcept { return base_; }
   std::size_t reserved() const noexcept { return reserved_; }
+  // Set (from the SIGBUS handler) once a page here was lost to truncation.
+  bool truncated() const noexcept { return truncated_.load(std::memory_order_relaxed); }
   bool contains(const void* p, std::size_t n) const noexcept {
     auto a = reinterpret_cast<std::uintptr_t>(p), b = reinterpret_cast<std::uintptr_t>(base_);
     return a >= b && a - b <= reserved_ && n <= reserved_ - (a - b);
@@ -262,7 +273,15 @@ class Region : public std::enable_shared_from_this<Region> {
   char* base_;
   std::size_t reserved_;
   std::shared_ptr<void> keep_;  // the file's life (auto_unlink), shared by all generations
+  std::atomic<bool> truncated_{false};
+  int guard_ = -1;  // token of the SIGBUS guard over [alloc_, alloc_ + alloc_len_)
 };
+
+inline Error Mapping::begin_access() const noexcept {
+  if (region_->truncated()) return Errc::truncated;
+  t_sigbus_hit = false;
+  return {};
+}
 
 template <typename F>
 auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noexcept
@@ -270,9 +289,12 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
   AccessGate::Reader in(gate_, w == Wait::yes);
   if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
+  if (Error e = begin_access()) return e;
   if (pos >= size_) return Error(Errc::eof);
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
-  return f(static_cast<const char*>(data_ + pos), n, *region_);
+  auto r = f(static_cast<const char*>(data_ + pos), n, *region_);
+  if (access_faulted()) return Error(Errc::sigbus);
+  return r;
 }
 
 template <typename F>
@@ -301,7 +323,10 @@ auto Mapping::with_map(F&& f, bool for_write, Wait w) noexcept -> decltype(f(nul
   if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
   if (for_write && !options_.write) return Error(Errc::eacces);
-  return f(data_, size_);
+  if (Error e = begin_access()) return e;
+  auto r = f(data_, size_);
+  if (access_faulted()) return Error(Errc::sigbus);
+  return r;
 }
 
 template <typename F>
@@ -311,8 +336,11 @@ auto Mapping::with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w) n
   if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
   if (!options_.write) return Error(Errc::eacces);
+  if (Error e = begin_access()) return e;
   if (pos > size_ || len > size_ - pos) return Error(Errc::einval);
-  return f(data_ + pos, len);
+  auto r = f(data_ + pos, len);
+  if (access_faulted()) return Error(Errc::sigbus);
+  return r;
 }
 
 }  // namespace emmap

@@ -815,3 +815,50 @@ TEST(Durability, AsyncSyncUsesIoUringWhenBuiltWithIt) {
 
 }  // namespace
 }  // namespace emmap::test
+
+namespace emmap::test {
+namespace {
+
+TEST(Truncation, LostPagesAnswerSigbusThenTruncatedAndNeverKill) {
+  TempDir d;
+  auto m = open_ok(d.file("t"), 0, 0, rw_create(3 * 4096));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(8192, "doomed", 6), Error());
+  auto pin = m->pin();
+  const char* early = (*pin)->base() + 8192;
+  ASSERT_EQ(::truncate(d.file("t").c_str(), 0), 0);
+  char buf[6];
+  EXPECT_EQ(m->read(8192, buf, 6).error(), Errc::sigbus);
+  EXPECT_EQ(m->read(0, buf, 6).error(), Errc::truncated);
+  EXPECT_EQ(m->write(0, "x", 1), Errc::truncated);
+  EXPECT_EQ(m->atomic_fetch(AtomicOp::add, 0, 1).error(), Errc::truncated);
+  EXPECT_EQ(std::string(early, 6), std::string(6, '\0')) << "a pointer over the lost page reads zeros";
+  auto other = open_ok(d.file("t"), 0, 4096, rw_create(4096));  // the file is usable again
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->atomic_fetch(AtomicOp::add, 8, 1).value(), 0);
+  EXPECT_EQ(other->write(0, "fresh", 5), Error());
+}
+
+TEST(Truncation, FaultsOutsideOurMapsStillKill) {
+  // The handler must not swallow a SIGBUS that is not about our maps.
+  TempDir d;
+  const std::string path = d.file("foreign");
+  write_file(path, std::string(8192, 'f'));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto m = Mapping::open(d.file("ours"), 0, 0, rw_create(4096));  // installs the handler
+    if (!m) ::_exit(2);
+    const int fd = ::open(path.c_str(), O_RDWR);
+    auto* p = static_cast<volatile char*>(::mmap(nullptr, 8192, PROT_READ, MAP_SHARED, fd, 0));
+    if (::ftruncate(fd, 0) != 0) ::_exit(3);
+    (void)p[4096];  // SIGBUS, not ours: default action
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS) << status;
+}
+
+}  // namespace
+}  // namespace emmap::test

@@ -18,7 +18,14 @@
 #define MAP_ANONYMOUS MAP_ANON
 #endif
 
+#include "sigbus.h"
+
 namespace emmap {
+
+int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexcept {
+  return sigbus::guard(base, len, truncated);
+}
+void unguard_range(int token) noexcept { sigbus::unguard(token); }
 
 // Backends without an asynchronous path say so; the core then syncs on a
 // background thread of its own.

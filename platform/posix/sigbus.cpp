@@ -1,0 +1,113 @@
+#include "sigbus.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "backend.h"
+
+namespace emmap {
+
+// Set by the handler on the faulting thread; read and cleared by the core
+// after each access (see backend.h).
+thread_local bool t_sigbus_hit __attribute__((tls_model("initial-exec"))) = false;
+
+}  // namespace emmap
+
+namespace emmap::sigbus {
+namespace {
+
+struct Slot {
+  std::atomic<std::uintptr_t> start{0};
+  std::atomic<std::uintptr_t> end{0};
+  std::atomic<std::atomic<bool>*> truncated{nullptr};
+};
+
+Slot g_slots[kMaxGuarded];
+std::atomic<std::size_t> g_high{0};  // slots in use are below this
+struct sigaction g_previous;
+std::atomic<bool> g_installed{false};
+std::mutex g_install_mu;
+
+// Async-signal-safe: atomics and one mmap call.
+void on_sigbus(int sig, siginfo_t* info, void* uctx) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  const std::size_t high = g_high.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < high; ++i) {
+    const std::uintptr_t start = g_slots[i].start.load(std::memory_order_acquire);
+    if (start == 0 || addr < start || addr >= g_slots[i].end.load(std::memory_order_acquire)) continue;
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    void* at = reinterpret_cast<void*>(addr & ~(page - 1));
+    // A private zero page, writable so a store in flight lands somewhere
+    // harmless; the file itself is not touched.
+    if (::mmap(at, page, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+      break;  // cannot repair: let the previous handler or the default decide
+    if (auto* flag = g_slots[i].truncated.load(std::memory_order_acquire))
+      flag->store(true, std::memory_order_release);
+    t_sigbus_hit = true;
+    return;  // the faulting instruction runs again, on the zero page
+  }
+  // Not ours.
+  if (g_previous.sa_flags & SA_SIGINFO) {
+    if (g_previous.sa_sigaction) {
+      g_previous.sa_sigaction(sig, info, uctx);
+      return;
+    }
+  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+    g_previous.sa_handler(sig);
+    return;
+  }
+  // Default action: restore it; returning re-runs the access, which faults
+  // again and ends the process as it would have without emmap.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(SIGBUS, &dfl, nullptr);
+}
+
+}  // namespace
+
+bool install() noexcept {
+  if (g_installed.load(std::memory_order_acquire)) return true;
+  std::lock_guard<std::mutex> g(g_install_mu);
+  if (g_installed.load(std::memory_order_relaxed)) return true;
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (::sigaction(SIGBUS, &sa, &g_previous) != 0) return false;
+  g_installed.store(true, std::memory_order_release);
+  return true;
+}
+
+int guard(void* base, std::size_t len, std::atomic<bool>* truncated) noexcept {
+  if (!install()) return -1;
+  for (std::size_t i = 0; i < kMaxGuarded; ++i) {
+    std::uintptr_t expected = 0;
+    // Claim a free slot by its start word; the end and flag follow before
+    // the slot can match (start is published last).
+    std::atomic<bool>* no_flag = nullptr;
+    if (g_slots[i].truncated.load(std::memory_order_relaxed) != nullptr) continue;
+    if (!g_slots[i].truncated.compare_exchange_strong(no_flag, truncated, std::memory_order_acq_rel)) continue;
+    g_slots[i].end.store(reinterpret_cast<std::uintptr_t>(base) + len, std::memory_order_relaxed);
+    g_slots[i].start.store(reinterpret_cast<std::uintptr_t>(base), std::memory_order_release);
+    std::size_t high = g_high.load(std::memory_order_relaxed);
+    while (high < i + 1 && !g_high.compare_exchange_weak(high, i + 1, std::memory_order_release)) {
+    }
+    (void)expected;
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void unguard(int slot) noexcept {
+  if (slot < 0 || static_cast<std::size_t>(slot) >= kMaxGuarded) return;
+  g_slots[slot].start.store(0, std::memory_order_release);
+  g_slots[slot].end.store(0, std::memory_order_relaxed);
+  g_slots[slot].truncated.store(nullptr, std::memory_order_release);
+}
+
+}  // namespace emmap::sigbus
