@@ -727,6 +727,13 @@ truncated_under_the_map_test() ->
     ok = emmap:pwrite(M, 8192, <<"doomed">>),
     {ok, Bin} = emmap:pread(D, 8192, 6),          % zero-copy, over the page about to go
     ?assertEqual(<<"doomed">>, Bin),
+    %% The protection survives a hot reload of the NIF module and another
+    %% NIF library loaded beside it.
+    code:purge(emmap_nif),
+    {module, emmap_nif} = code:load_file(emmap_nif),
+    code:purge(emmap_nif),
+    {ok, _} = application:ensure_all_started(crypto),
+    _ = crypto:strong_rand_bytes(8),
     "" = os:cmd("truncate -s 0 " ++ F),           % another OS process
     %% NIF accesses over the lost range answer, and the VM lives on.
     ?assertEqual({error, sigbus}, emmap:pread(M, 8192, 6)),
@@ -740,3 +747,97 @@ truncated_under_the_map_test() ->
     ?assertEqual(ok, emmap:close(M)),
     ?assertEqual(ok, emmap:close(D)),
     file:delete(F).
+
+%%% ---------------------------------------------------------------------------
+%%% Scheduler hygiene: big work never holds a normal scheduler > 10 ms
+%%% ---------------------------------------------------------------------------
+
+%% Runs Fun with the system monitor watching this process for schedules
+%% longer than 10 ms; returns Fun's result and the reports.
+watched(Fun) ->
+    Self = self(),
+    erlang:system_monitor(Self, [{long_schedule, 10}]),
+    R = Fun(),
+    erlang:system_monitor(undefined),
+    Reports = flush_monitor(Self, []),
+    {R, Reports}.
+
+flush_monitor(Self, Acc) ->
+    receive
+        {monitor, Self, long_schedule, Info} -> flush_monitor(Self, [Info | Acc]);
+        {monitor, _Other, long_schedule, _} -> flush_monitor(Self, Acc)
+    after 0 -> Acc
+    end.
+
+scheduler_hygiene_test_() ->
+    {timeout, 600, fun() ->
+        F = tmp("sched"),
+        G = 1 bsl 30,
+        {ok, M0, _} = emmap:open(F, [create, read, write, {size, G}]),
+        ok = emmap:close(M0),
+        %% 1 GiB open with populate (prefaults every page)
+        {{ok, M, _}, R1} = watched(fun() -> emmap:open(F, [read, write, populate]) end),
+        ?assertEqual([], R1),
+        %% 1 GiB pread (a copy)
+        {{ok, Big}, R2} = watched(fun() -> emmap:pread(M, 0, G) end),
+        ?assertEqual(G, byte_size(Big)),
+        ?assertEqual([], R2),
+        %% 256 MiB of dirty pages, then sync
+        Chunk = binary:copy(<<"d">>, 256 bsl 20),
+        {ok, R3a} = watched(fun() -> emmap:pwrite(M, 0, Chunk) end),
+        ?assertEqual([], R3a),
+        {ok, R3} = watched(fun() -> emmap:sync(M) end),
+        ?assertEqual([], R3),
+        %% resize to 2 GiB
+        {{ok, _}, R4} = watched(fun() -> emmap:resize(M, 2 * G) end),
+        ?assertEqual([], R4),
+        {ok, R5} = watched(fun() -> emmap:close(M) end),
+        ?assertEqual([], R5),
+        file:delete(F)
+    end}.
+
+%%% ---------------------------------------------------------------------------
+%%% Races: workers on one handle while another process resizes and closes it
+%%% ---------------------------------------------------------------------------
+
+races_test_() ->
+    {timeout, 300, fun() -> [race_round(R) || R <- lists:seq(1, 20)] end}.
+
+race_round(Round) ->
+    F = tmp("race" ++ integer_to_list(Round)),
+    {ok, M, _} = emmap:open(F, [create, read, write, direct, {size, 65536}]),
+    Parent = self(),
+    Worker = fun(Kind) ->
+                     spawn_link(fun() -> race_worker(Kind, M, Parent, 0, []) end)
+             end,
+    Ws = [Worker(K) || K <- [read, write, atomic, direct, read, atomic]],
+    [begin {ok, _} = emmap:resize(M, S), erlang:yield() end
+     || S <- lists:flatten(lists:duplicate(10, [1 bsl 20, 4096, 1 bsl 17, 70000]))],
+    ok = emmap:close(M),
+    %% Every worker ends on {error, closed}, having seen only documented answers.
+    [receive {done, W, Seen} -> ?assertEqual([], Seen -- [ok, eof, einval, closed, value]) end || W <- Ws],
+    ?assertEqual({error, closed}, emmap:pread(M, 0, 1)),
+    file:delete(F).
+
+race_worker(Kind, M, Parent, I, Seen) ->
+    Pos = (I * 4099) rem 131072,
+    R = case Kind of
+            read -> emmap:pread(M, Pos, 256);
+            write -> emmap:pwrite(M, Pos, <<"racing">>);
+            atomic -> emmap:patomic_add(M, Pos band (bnot 7), 1);
+            direct -> case emmap:pread(M, Pos, 64) of
+                          {ok, B} -> _ = binary:copy(B), {ok, direct};   % touch it in Erlang
+                          Other -> Other
+                      end
+        end,
+    Tag = case R of
+              ok -> ok;
+              {ok, _} -> value;
+              eof -> eof;
+              {error, E} -> E
+          end,
+    Seen1 = lists:usort([Tag | Seen]),
+    case Tag of
+        closed -> Parent ! {done, self(), Seen1};
+        _ -> race_worker(Kind, M, Parent, I + 1, Seen1)
+    end.
