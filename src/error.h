@@ -120,18 +120,31 @@ class [[nodiscard]] Result {
       : ok_(o.ok_), error_(o.error_) {
     if (ok_) new (&value_) T(std::move(o.value_));
   }
-  Result& operator=(Result&& o) noexcept(std::is_nothrow_move_constructible_v<T>) {
-    if (this != &o) {
-      this->~Result();
-      new (this) Result(std::move(o));
+  Result& operator=(Result&& o) noexcept(std::is_nothrow_move_constructible_v<T> &&
+                                          std::is_nothrow_move_assignable_v<T>) {
+    if (this == &o) return *this;
+    if (ok_ && o.ok_) {
+      value_ = std::move(o.value_);
+    } else if (ok_) {
+      value_.~T();
+    } else if (o.ok_) {
+      new (&value_) T(std::move(o.value_));
     }
+    ok_ = o.ok_;
+    error_ = o.error_;
     return *this;
   }
   Result& operator=(const Result& o) {
-    if (this != &o) {
-      this->~Result();
-      new (this) Result(o);
+    if (this == &o) return *this;
+    if (ok_ && o.ok_) {
+      value_ = o.value_;
+    } else if (ok_) {
+      value_.~T();
+    } else if (o.ok_) {
+      new (&value_) T(o.value_);
     }
+    ok_ = o.ok_;
+    error_ = o.error_;
     return *this;
   }
   ~Result() {
