@@ -111,8 +111,8 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : ok_(true) { new (&value_) T(std::move(value)); }  // NOLINT
-  Result(Error e) : ok_(false), error_(e) {}                           // NOLINT
-  Result(Errc c) : ok_(false), error_(c) {}                            // NOLINT
+  Result(Error e) : ok_(false), error_(e) { zero_trivial(); }          // NOLINT
+  Result(Errc c) : ok_(false), error_(c) { zero_trivial(); }           // NOLINT
   Result(const Result& o) : ok_(o.ok_), error_(o.error_) {
     if (ok_) new (&value_) T(o.value_);
   }
@@ -153,6 +153,16 @@ class [[nodiscard]] Result {
 
   bool ok() const noexcept { return ok_; }
   explicit operator bool() const noexcept { return ok_; }
+
+ private:
+  // An error holds no value; for plain types the storage is still given a
+  // value, so copies of the union are never reads of indeterminate bytes.
+  void zero_trivial() noexcept {
+    if constexpr (std::is_trivially_default_constructible_v<T> && std::is_trivially_destructible_v<T>)
+      new (&value_) T();
+  }
+
+ public:
   Error error() const noexcept { return error_; }
   T& value() & { return value_; }
   const T& value() const& { return value_; }
