@@ -50,6 +50,7 @@
 %% ring; an existing queue is checked record by record and recovered.
 -spec open(file:name_all(), non_neg_integer(), [option()]) -> {ok, queue()} | {error, term()}.
 open(File, InitialSize, Options) when is_integer(InitialSize), InitialSize >= 0, is_list(Options) ->
+    proper_list(Options) orelse erlang:error(badarg, [File, InitialSize, Options]),
     {Sync, Rest} = take_sync(Options),
     case Sync of
         {error, _} = E -> E;
@@ -138,6 +139,11 @@ take_sync(Options) ->
         [M] when M =:= never; M =:= always -> {M, [O || O <- Options, not is_sync(O)]};
         [{interval, Ms} = M] when is_integer(Ms), Ms > 0 -> {M, [O || O <- Options, not is_sync(O)]};
         [Bad | _] -> {{error, {invalid_option, {sync, Bad}}}, Options}
+    end.
+
+proper_list(L) ->
+    try erlang:length(L) of _ -> true
+    catch error:badarg -> false
     end.
 
 is_sync({sync, _}) -> true;

@@ -23,6 +23,7 @@ open(Path, Options) -> open(Path, read_write, Options).
 
 -spec open(file:name_all(), mode(), [option()]) -> {ok, handle()} | {error, term()}.
 open(Path, Mode, Options) when is_list(Options) ->
+    try length(Options) catch error:badarg -> erlang:error(badarg, [Path, Mode, Options]) end,
     ModeOpts = case Mode of
                    read -> [read];
                    write -> [read, write];
