@@ -740,6 +740,10 @@ truncated_under_the_map_test() ->
     ?assertEqual({error, truncated}, emmap:pread(M, 0, 6)),
     ?assertEqual({error, truncated}, emmap:pwrite(M, 0, <<"x">>)),
     ?assertEqual({error, truncated}, emmap:patomic_add(M, 0, 1)),
+    %% A read that did not happen leaves the position where it was.
+    ?assertEqual({error, truncated}, emmap:read(M, 4)),
+    ?assertEqual({error, truncated}, emmap:write(M, <<"w">>)),
+    ?assertEqual({ok, 0}, emmap:position(M, cur)),
     ?assertEqual({error, sigbus}, emmap:patomic_add(D, 4096, 1)),
     ?assertEqual({error, truncated}, emmap:patomic_read_integer(D, 4096)),
     %% Erlang code touching the zero-copy binary over the lost page: zeros.

@@ -68,10 +68,11 @@ ERL_NIF_TERM normal_entry(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   return r;
 }
 
-// Decodes a non-negative 64-bit argument: badarg for a non-integer, einval
-// (returned in *err) for an integer out of range.
-bool arg_u64(Call& c, ERL_NIF_TERM t, std::uint64_t* out, ERL_NIF_TERM* err) {
-  const U64Arg a = get_u64(c.env, t);
+// Decodes a 64-bit integer argument with `get` (get_u64 or get_i64_bits):
+// badarg for a non-integer, einval (returned in *err) for one out of range.
+template <typename T>
+bool arg_int(Call& c, ERL_NIF_TERM t, U64Arg (*get)(ErlNifEnv*, ERL_NIF_TERM), T* out, ERL_NIF_TERM* err) {
+  const U64Arg a = get(c.env, t);
   if (!a.is_integer) {
     *err = c.badarg();
     return false;
@@ -80,22 +81,16 @@ bool arg_u64(Call& c, ERL_NIF_TERM t, std::uint64_t* out, ERL_NIF_TERM* err) {
     *err = error_term(c.env, c.p, Errc::einval);
     return false;
   }
-  *out = a.value;
+  *out = static_cast<T>(a.value);
   return true;
 }
 
+bool arg_u64(Call& c, ERL_NIF_TERM t, std::uint64_t* out, ERL_NIF_TERM* err) {
+  return arg_int(c, t, get_u64, out, err);
+}
+
 bool arg_i64(Call& c, ERL_NIF_TERM t, std::int64_t* out, ERL_NIF_TERM* err) {
-  const U64Arg a = get_i64_bits(c.env, t);
-  if (!a.is_integer) {
-    *err = c.badarg();
-    return false;
-  }
-  if (!a.in_range) {
-    *err = error_term(c.env, c.p, Errc::einval);
-    return false;
-  }
-  *out = static_cast<std::int64_t>(a.value);
-  return true;
+  return arg_int(c, t, get_i64_bits, out, err);
 }
 
 // Reads [pos, pos+len) as {ok, Binary}: zero-copy for direct handles (or
@@ -228,6 +223,20 @@ ERL_NIF_TERM region_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return read_binary(c, h, pos, len, true);
 }
 
+// {ok, _}: the access happened (0 stands for "retry", never a term).
+bool is_ok_tuple(const Call& c, ERL_NIF_TERM r) {
+  int arity;
+  const ERL_NIF_TERM* elems;
+  return r != 0 && enif_get_tuple(c.env, r, &arity, &elems) && arity == 2 && elems[0] == c.p->atoms.ok;
+}
+
+// Undoes claim() of [pos, pos+n) when the access did not happen, unless
+// another process has moved the position since.
+void give_back(HandleRes* h, std::uint64_t pos, std::uint64_t n) {
+  std::uint64_t expected = pos + n;
+  h->position.compare_exchange_strong(expected, pos, std::memory_order_relaxed);
+}
+
 ERL_NIF_TERM read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
@@ -238,7 +247,7 @@ ERL_NIF_TERM read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   std::uint64_t pos, n;
   if (!claim(h, len, false, &pos, &n)) return c.p->atoms.eof;
   const ERL_NIF_TERM r = read_binary(c, h, pos, n);
-  if (c.retry) h->position.fetch_sub(n, std::memory_order_relaxed);  // give the claim back for the retry
+  if (c.retry || !is_ok_tuple(c, r)) give_back(h, pos, n);  // nothing was read: the position stays
   return r;
 }
 
@@ -263,7 +272,7 @@ ERL_NIF_TERM read_line_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
     if (!h->position.compare_exchange_strong(expected, start + *line_len, std::memory_order_relaxed))
       continue;  // another process moved the position: read again from there
     const ERL_NIF_TERM r = read_binary(c, h, start, *line_len);
-    if (c.retry) h->position.store(start, std::memory_order_relaxed);
+    if (c.retry || !is_ok_tuple(c, r)) give_back(h, start, *line_len);
     return r;
   }
 }
@@ -333,7 +342,7 @@ ERL_NIF_TERM write_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   std::uint64_t pos, n;
   if (!claim(h, data.size, true, &pos, &n)) return c.error(Errc::einval);
   const ERL_NIF_TERM r = write_at(c, h, pos, data);
-  if (c.retry || r != c.p->atoms.ok) h->position.fetch_sub(n, std::memory_order_relaxed);
+  if (c.retry || r != c.p->atoms.ok) give_back(h, pos, n);
   return r;
 }
 

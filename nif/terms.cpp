@@ -4,7 +4,12 @@
 
 namespace emmap::nif {
 
-U64Arg get_u64(ErlNifEnv* env, ERL_NIF_TERM t) {
+namespace {
+
+// Any integer (bignums too) is the right type; a float or anything else is
+// not. In range: [0, 2^64-1], plus [-2^63, -1] when negatives are allowed
+// (as their two's complement bit pattern).
+U64Arg get_integer(ErlNifEnv* env, ERL_NIF_TERM t, bool allow_negative) {
   U64Arg a;
   ErlNifUInt64 u;
   ErlNifSInt64 s;
@@ -12,31 +17,21 @@ U64Arg get_u64(ErlNifEnv* env, ERL_NIF_TERM t) {
     a.is_integer = a.in_range = true;
     a.value = u;
   } else if (enif_get_int64(env, t, &s)) {
-    a.is_integer = true;  // negative
+    a.is_integer = true;
+    a.in_range = allow_negative;
+    a.value = static_cast<std::uint64_t>(s);
   } else if (enif_is_number(env, t)) {
-    // A bignum beyond 64 bits is an integer; a float is not.
     double d;
     a.is_integer = !enif_get_double(env, t, &d);
   }
   return a;
 }
 
-U64Arg get_i64_bits(ErlNifEnv* env, ERL_NIF_TERM t) {
-  U64Arg a;
-  ErlNifSInt64 s;
-  ErlNifUInt64 u;
-  if (enif_get_int64(env, t, &s)) {
-    a.is_integer = a.in_range = true;
-    a.value = static_cast<std::uint64_t>(s);
-  } else if (enif_get_uint64(env, t, &u)) {
-    a.is_integer = a.in_range = true;
-    a.value = u;
-  } else if (enif_is_number(env, t)) {
-    double d;
-    a.is_integer = !enif_get_double(env, t, &d);
-  }
-  return a;
-}
+}  // namespace
+
+U64Arg get_u64(ErlNifEnv* env, ERL_NIF_TERM t) { return get_integer(env, t, false); }
+
+U64Arg get_i64_bits(ErlNifEnv* env, ERL_NIF_TERM t) { return get_integer(env, t, true); }
 
 namespace {
 
