@@ -29,6 +29,7 @@ struct Slot {
 Slot g_slots[kMaxGuarded];
 std::atomic<std::size_t> g_high{0};  // slots in use are below this
 struct sigaction g_previous;
+std::uintptr_t g_page = 4096;  // set at install: sysconf is not async-signal-safe
 std::atomic<bool> g_installed{false};
 std::mutex g_install_mu;
 
@@ -39,7 +40,7 @@ void on_sigbus(int sig, siginfo_t* info, void* uctx) {
   for (std::size_t i = 0; i < high; ++i) {
     const std::uintptr_t start = g_slots[i].start.load(std::memory_order_acquire);
     if (start == 0 || addr < start || addr >= g_slots[i].end.load(std::memory_order_acquire)) continue;
-    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const std::uintptr_t page = g_page;
     void* at = reinterpret_cast<void*>(addr & ~(page - 1));
     // A private zero page, writable so a store in flight lands somewhere
     // harmless; the file itself is not touched.
@@ -74,6 +75,8 @@ bool install() noexcept {
   if (g_installed.load(std::memory_order_acquire)) return true;
   std::lock_guard<std::mutex> g(g_install_mu);
   if (g_installed.load(std::memory_order_relaxed)) return true;
+  const long ps = ::sysconf(_SC_PAGESIZE);
+  if (ps > 0) g_page = static_cast<std::uintptr_t>(ps);
   struct sigaction sa {};
   sa.sa_sigaction = on_sigbus;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
