@@ -101,14 +101,13 @@ struct View {
 };
 
 // Structural sanity of a state slot against the map it lives in.
-bool plausible(const State& s, std::uint64_t avail) {
+bool plausible(const State& s) {
   if (state_crc(s) != s.crc) return false;
   if (s.capacity % 8 || s.head % 8 || s.tail % 8 || s.wrap % 8) return false;
   if (s.head > s.capacity || s.tail > s.capacity || s.wrap > s.capacity) return false;
   if (s.wrap ? !(s.tail <= s.head && s.head <= s.wrap) : s.head > s.tail) return false;
   if (s.push_seq - s.pop_seq != s.count) return false;
-  (void)avail;  // a capacity beyond the map (file cut short) is repaired by recover()
-  return true;
+  return true;  // a capacity beyond the map (file cut short) is repaired by recover()
 }
 
 // Re-checks every live record; cuts the queue at the first bad one. Used at
@@ -116,9 +115,9 @@ bool plausible(const State& s, std::uint64_t avail) {
 Result<std::uint64_t> recover(const View& v) {
   if (!v.formatted()) return Error(Errc::corrupt);
   State s = v.live();
-  if (!plausible(s, v.avail)) {
+  if (!plausible(s)) {
     s = v.h->slot[(v.current().load() & 1) ^ 1];  // the previous state, from before a torn commit
-    if (!plausible(s, v.avail)) return Error(Errc::corrupt);
+    if (!plausible(s)) return Error(Errc::corrupt);
   }
   State next = s;
   next.capacity = std::min(s.capacity, v.avail & ~std::uint64_t{7});  // a file cut short keeps what it holds
@@ -218,7 +217,7 @@ Error locked(Mapping& m, Wait w, F&& f, After&& after) {
         [&](char* base, std::uint64_t size) -> Error {
           View v(base, size);
           if (!v.formatted()) return Errc::corrupt;
-          if (lock.needs_repair() || !plausible(v.live(), v.avail)) {
+          if (lock.needs_repair() || !plausible(v.live())) {
             auto r = recover(v);  // a dead holder's work, or a damaged state
             if (!r) return r.error();
             lock.repaired();
@@ -283,7 +282,7 @@ std::optional<Error> fast(Mapping& m, F&& f) {
           backend.shared_lock_consistent(lock);
         }
         const State& s = v.live();
-        if (!plausible(s, v.avail) || s.capacity > v.avail) {
+        if (!plausible(s) || s.capacity > v.avail) {
           backend.shared_lock_release(lock);
           return {};
         }
