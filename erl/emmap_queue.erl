@@ -29,9 +29,7 @@
 -export_type([queue/0, option/0]).
 
 -record(emq, {mem :: emmap:mmap_file(),
-              res :: reference(),
-              fixed_size :: boolean(),
-              sync :: boolean(),
+              q :: reference(),
               syncer :: pid() | undefined}).
 
 -opaque queue() :: #emq{}.
@@ -56,17 +54,19 @@ open(File, InitialSize, Options) when is_integer(InitialSize), InitialSize >= 0,
         {error, _} = E -> E;
         _ ->
             Capacity = max(InitialSize, 4096),
+            %% fixed_size belongs to the queue (full instead of growing): the
+            %% map itself must always be able to follow the file, which other
+            %% handles may grow or shrink.
             MapOpts = [create, read, write, shared, fit, {size, ?HEADER + Capacity}
-                       | [O || O <- Rest, O =/= read, O =/= write, O =/= private, O =/= direct]],
+                       | [O || O <- Rest, O =/= read, O =/= write, O =/= private, O =/= direct,
+                               O =/= fixed_size]],
             case emmap:open(File, 0, 0, MapOpts) of
                 {ok, Mem, _} ->
-                    Res = element(3, Mem),
-                    case emmap_nif:queue_open(Res, Capacity) of
-                        {ok, _Report} ->
-                            {ok, #emq{mem = Mem, res = Res,
-                                      fixed_size = lists:member(fixed_size, Options),
-                                      sync = Sync =:= always,
-                                      syncer = start_syncer(Sync, Mem)}};
+                    Durability = case Sync of {interval, _} -> interval; M -> M end,
+                    FixedSize = lists:member(fixed_size, Options),
+                    case emmap_nif:queue_open(element(3, Mem), Capacity, Durability, FixedSize) of
+                        {ok, Q, _Report} ->
+                            {ok, #emq{mem = Mem, q = Q, syncer = start_syncer(Sync, Q)}};
                         {error, _} = E ->
                             emmap:close(Mem),
                             E
@@ -79,37 +79,38 @@ open(File, InitialSize, Options) ->
 
 %% @doc Closes the queue (its items stay in the file).
 -spec close(queue()) -> ok.
-close(#emq{mem = Mem, syncer = S}) ->
+close(#emq{mem = Mem, q = Q, syncer = S}) ->
     stop_syncer(S),
+    ok = emmap_nif:queue_close(Q),
     emmap:close(Mem);
 close(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc Appends `Term'. `{error, full}' when a `fixed_size' queue has no room.
 -spec push(queue(), term()) -> ok | {error, term()}.
-push(#emq{res = R, fixed_size = F, sync = S}, Bin) when is_binary(Bin) ->
-    emmap_nif:queue_push(R, Bin, ?BINARY, F, S);
-push(#emq{res = R, fixed_size = F, sync = S}, Term) ->
-    emmap_nif:queue_push(R, term_to_binary(Term), ?TERM, F, S);
+push(#emq{q = Q}, Bin) when is_binary(Bin) ->
+    emmap_nif:queue_push(Q, Bin, ?BINARY);
+push(#emq{q = Q}, Term) ->
+    emmap_nif:queue_push(Q, term_to_binary(Term), ?TERM);
 push(Q, Term) -> erlang:error(badarg, [Q, Term]).
 
 %% @doc Takes the oldest item; `nil' when the queue is empty.
 -spec pop(queue()) -> term() | nil | {error, term()}.
-pop(#emq{res = R, sync = S}) -> emmap_nif:queue_pop(R, pop, S);
+pop(#emq{q = Q}) -> emmap_nif:queue_pop(Q, pop);
 pop(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc The oldest item, left in the queue; `nil' when empty.
 -spec peek(queue()) -> term() | nil | {error, term()}.
-peek(#emq{res = R}) -> emmap_nif:queue_pop(R, peek, false);
+peek(#emq{q = Q}) -> emmap_nif:queue_pop(Q, peek);
 peek(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc Like `pop/1'; when the queue becomes (or is) empty the file shrinks
 %% back to its initial size.
 -spec pop_and_purge(queue()) -> term() | nil | {error, term()}.
-pop_and_purge(#emq{res = R, sync = S}) -> emmap_nif:queue_pop(R, purge, S);
+pop_and_purge(#emq{q = Q}) -> emmap_nif:queue_pop(Q, purge);
 pop_and_purge(Q) -> erlang:error(badarg, [Q]).
 
 -spec length(queue()) -> non_neg_integer() | {error, term()}.
-length(#emq{res = R}) -> emmap_nif:queue_length(R);
+length(#emq{q = Q}) -> emmap_nif:queue_length(Q);
 length(Q) -> erlang:error(badarg, [Q]).
 
 -spec is_empty(queue()) -> boolean() | {error, term()}.
@@ -121,7 +122,7 @@ is_empty(Q) ->
 
 %% @doc Drops every item and gives the space back.
 -spec purge(queue()) -> ok | {error, term()}.
-purge(#emq{res = R, sync = S}) -> emmap_nif:queue_purge(R, S);
+purge(#emq{q = Q}) -> emmap_nif:queue_purge(Q);
 purge(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc `#{length, size}' of the queue and its file.
@@ -149,26 +150,27 @@ proper_list(L) ->
 is_sync({sync, _}) -> true;
 is_sync(_) -> false.
 
-%% {interval, Ms}: a helper syncs the map every Ms until the queue is closed
-%% or its opener exits.
-start_syncer({interval, Ms}, Mem) ->
+%% {interval, Ms}: a helper makes the queue durable every Ms (what was
+%% committed when each sync began) until the queue is closed or its opener
+%% exits.
+start_syncer({interval, Ms}, Q) ->
     Owner = self(),
     spawn(fun() ->
                   Ref = monitor(process, Owner),
-                  sync_loop(Ref, Mem, Ms)
+                  sync_loop(Ref, Q, Ms)
           end);
 start_syncer(_, _) ->
     undefined.
 
-sync_loop(Ref, Mem, Ms) ->
+sync_loop(Ref, Q, Ms) ->
     receive
-        stop -> emmap:sync(Mem), ok;
+        stop -> _ = emmap_nif:queue_sync(Q), ok;
         {'DOWN', Ref, process, _, _} -> ok
     after Ms ->
-        case emmap:sync(Mem) of
-            ok -> sync_loop(Ref, Mem, Ms);
+        case emmap_nif:queue_sync(Q) of
+            ok -> sync_loop(Ref, Q, Ms);
             {error, closed} -> ok;
-            {error, _} -> sync_loop(Ref, Mem, Ms)
+            {error, _} -> sync_loop(Ref, Q, Ms)
         end
     end.
 

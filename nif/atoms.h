@@ -72,7 +72,15 @@
   X(random, "random")                       \
   X(sequential, "sequential")               \
   X(willneed, "willneed")                   \
-  X(dontneed, "dontneed")
+  X(dontneed, "dontneed")                   \
+  /* queue */                               \
+  X(never, "never")                         \
+  X(always, "always")                       \
+  X(interval, "interval")                   \
+  X(count, "count")                         \
+  X(dropped, "dropped")                     \
+  X(initialised, "initialised")             \
+  X(recovered, "recovered")
 
 struct Atoms {
 #define EMMAP_ATOM_FIELD(name, text) ERL_NIF_TERM name;

@@ -569,56 +569,86 @@ ERL_NIF_TERM block_repair_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 
 // ---- persistent queue -------------------------------------------------------------
 
-// queue_open(H, InitialCapacity) -> {ok, #{count, dropped, initialised}} (dirty: scans every record)
+bool queue_arg(Call& c, ERL_NIF_TERM t, queue::Queue** q) {
+  QueueRes* r;
+  if (!enif_get_resource(c.env, t, c.p->queue_type, reinterpret_cast<void**>(&r)) || !r->q) return false;
+  *q = r->q.get();
+  return true;
+}
+
+// queue_open(H, InitialCapacity, never | interval | always, FixedSize) ->
+//   {ok, Q, #{count, dropped, initialised, recovered}} (dirty: flock, may scan every record)
 ERL_NIF_TERM queue_open_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
   std::uint64_t cap;
   ERL_NIF_TERM err;
   if (!arg_u64(c, argv[1], &cap, &err)) return err;
-  auto r = queue::open(*h->map, cap);
+  const Atoms& a = c.p->atoms;
+  queue::Options o;
+  if (argv[2] == a.always) {
+    o.durability = queue::Durability::always;
+  } else if (argv[2] == a.interval) {
+    o.durability = queue::Durability::interval;
+  } else if (argv[2] != a.never) {
+    return c.badarg();
+  }
+  if (argv[3] != a.true_ && argv[3] != a.false_) return c.badarg();
+  o.fixed_size = argv[3] == a.true_;
+  auto r = queue::Queue::open(h->map, cap, o);
   if (!r) return c.error(r.error());
-  ERL_NIF_TERM keys[] = {enif_make_atom(c.env, "count"), enif_make_atom(c.env, "dropped"),
-                         enif_make_atom(c.env, "initialised")};
-  ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, r->count), enif_make_uint64(c.env, r->dropped),
-                         r->initialised ? c.p->atoms.true_ : c.p->atoms.false_};
+  void* mem = enif_alloc_resource(c.p->queue_type, sizeof(QueueRes));
+  if (!mem) return c.error(Errc::enomem);
+  auto* qr = new (mem) QueueRes{std::move(*r)};
+  const ERL_NIF_TERM qt = enif_make_resource(c.env, qr);
+  enif_release_resource(qr);
+  const queue::OpenReport& rep = qr->q->report();
+  ERL_NIF_TERM keys[] = {a.count, a.dropped, a.initialised, a.recovered};
+  ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, rep.count), enif_make_uint64(c.env, rep.dropped),
+                         rep.initialised ? a.true_ : a.false_, rep.recovered ? a.true_ : a.false_};
   ERL_NIF_TERM map;
-  enif_make_map_from_arrays(c.env, keys, vals, 3, &map);
-  return c.ok(map);
+  enif_make_map_from_arrays(c.env, keys, vals, 4, &map);
+  return enif_make_tuple3(c.env, a.ok, qt, map);
 }
 
-// queue_push(H, Bin, Kind, FixedSize, Sync) -> ok | {error, Reason}
+// queue_push(Q, Bin, Kind) -> ok | {error, Reason}
 ERL_NIF_TERM queue_push_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
-  HandleRes* h;
+  queue::Queue* q;
   ErlNifBinary data;
   unsigned kind;
-  if (!c.handle(argv[0], &h) || !enif_inspect_binary(c.env, argv[1], &data) || !enif_get_uint(c.env, argv[2], &kind) ||
-      (kind != queue::kTerm && kind != queue::kBinary))
+  if (!queue_arg(c, argv[0], &q) || !enif_inspect_binary(c.env, argv[1], &data) ||
+      !enif_get_uint(c.env, argv[2], &kind) || (kind != queue::kTerm && kind != queue::kBinary))
     return c.badarg();
-  const bool fixed = argv[3] == c.p->atoms.true_, sync = argv[4] == c.p->atoms.true_;
-  if (sync && !c.dirty) return c.error(Errc::ebusy);  // msync waits for the disk: dirty
-  if (data.size > kDirtyCopy && !c.dirty) return c.error(Errc::ebusy);
-  const Error e = queue::push(*h->map, static_cast<std::uint8_t>(kind), data.data, data.size, fixed, sync, c.wait());
+  // msync waits for the disk; a large copy takes long: both dirty.
+  if (!c.dirty && (q->options().durability == queue::Durability::always || data.size > kDirtyCopy))
+    return c.error(Errc::ebusy);
+  const Error e = q->push(static_cast<std::uint8_t>(kind), data.data, data.size, c.wait());
   return e ? c.error(e) : c.ok();
 }
 
-// queue_pop(H, pop | peek | purge, Sync) -> Item | nil | {error, Reason}: a
-// binary item as it was pushed, any other term decoded here, straight from
-// the map (binary_to_term without the intermediate binary).
+// queue_pop(Q, pop | peek | purge) -> Item | nil | {error, Reason}: a binary
+// item as it was pushed, any other term decoded here, straight from the map
+// (under the queue's lock: no other writer can change the bytes meanwhile).
 ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
-  HandleRes* h;
-  if (!c.handle(argv[0], &h)) return c.badarg();
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
   const Atoms& a = c.p->atoms;
-  const bool peek = argv[1] == a.peek, purge = argv[1] == a.purge;
-  if (!peek && !purge && argv[1] != a.pop) return c.badarg();
-  const bool sync = argv[2] == c.p->atoms.true_;
-  if ((sync || purge) && !c.dirty) return c.error(Errc::ebusy);  // msync / shrinking the file: dirty
+  queue::Take how;
+  if (argv[1] == a.pop) {
+    how = queue::Take::pop;
+  } else if (argv[1] == a.peek) {
+    how = queue::Take::peek;
+  } else if (argv[1] == a.purge) {
+    how = queue::Take::pop_and_purge;
+  } else {
+    return c.badarg();
+  }
   struct Out {
     ErlNifEnv* env;
     ERL_NIF_TERM item;
   } out{c.env, 0};
-  auto r = queue::pop_into(
-      *h->map, peek, purge, sync, c.wait(),
+  auto r = q->take(
+      how,
       [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> bool {
         auto* o = static_cast<Out*>(ctx);
         if (kind == queue::kBinary) {
@@ -628,24 +658,40 @@ ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
         // A checksummed record that is no external term: corrupt, left queued.
         return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0;
       },
-      &out, Errc::corrupt);
+      &out, Errc::corrupt, c.wait());
   if (!r) return c.error(r.error());
   if (!*r) return a.nil;
   return out.item;
 }
 
 ERL_NIF_TERM queue_length_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
-  HandleRes* h;
-  if (!c.handle(argv[0], &h)) return c.badarg();
-  auto r = queue::length(*h->map, c.wait());
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
+  auto r = q->length(c.wait());
   return r ? enif_make_uint64(c.env, *r) : c.error(r.error());
 }
 
 ERL_NIF_TERM queue_purge_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
-  HandleRes* h;
-  if (!c.handle(argv[0], &h)) return c.badarg();
-  const Error e = queue::purge(*h->map, argv[1] == c.p->atoms.true_, c.wait());
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
+  const Error e = q->purge(c.wait());
   return e ? c.error(e) : c.ok();
+}
+
+// queue_sync(Q) -> ok | {error, Reason}: the durable point of {sync, {interval, Ms}}
+ERL_NIF_TERM queue_sync_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
+  const Error e = q->sync(c.wait());
+  return e ? c.error(e) : c.ok();
+}
+
+// queue_close(Q) -> ok: lets go of the file (the map is closed too)
+ERL_NIF_TERM queue_close_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
+  q->close();
+  return c.ok();
 }
 
 // ---- load / upgrade / unload ---------------------------------------------------------
@@ -715,11 +761,13 @@ ErlNifFunc functions[] = {
     {"block_free", 2, normal_entry<block_free_impl>, 0},           // O(1)
     {"block_scan", 3, dirty_entry<block_scan_impl>, kDirtyIo},     // O(slots)
     {"block_repair", 3, dirty_entry<block_repair_impl>, kDirtyIo}, // O(slots)
-    {"queue_open", 2, dirty_entry<queue_open_impl>, kDirtyIo},     // flock, scans records
-    {"queue_push", 5, normal_entry<queue_push_impl>, 0},           // lock + copy; dirty if busy, growing or sync
-    {"queue_pop", 3, normal_entry<queue_pop_impl>, 0},             // same; purge dirty
+    {"queue_open", 4, dirty_entry<queue_open_impl>, kDirtyIo},     // flock, scans records, msync
+    {"queue_push", 3, normal_entry<queue_push_impl>, 0},           // lock + copy; dirty if busy, growing or always
+    {"queue_pop", 2, normal_entry<queue_pop_impl>, 0},             // same; purge and always dirty
     {"queue_length", 1, normal_entry<queue_length_impl>, 0},
-    {"queue_purge", 2, dirty_entry<queue_purge_impl>, kDirtyIo},   // shrinks the file
+    {"queue_purge", 1, dirty_entry<queue_purge_impl>, kDirtyIo},   // shrinks the file
+    {"queue_sync", 1, dirty_entry<queue_sync_impl>, kDirtyIo},     // msync of the whole map
+    {"queue_close", 1, dirty_entry<queue_close_impl>, kDirtyIo},   // munmap
 };
 
 }  // namespace

@@ -98,13 +98,20 @@ void region_dtor(ErlNifEnv* env, void* obj) {
   r->~RegionRes();
 }
 
+void queue_dtor(ErlNifEnv* env, void* obj) {
+  auto* q = static_cast<QueueRes*>(obj);
+  if (q->q) priv(env)->reaper.drop(std::move(q->q));  // closes a descriptor: off the scheduler
+  q->~QueueRes();
+}
+
 }  // namespace
 
 bool open_resource_types(ErlNifEnv* env, Priv* p, ErlNifResourceFlags flags) {
   ErlNifResourceFlags tried;
   p->handle_type = enif_open_resource_type(env, nullptr, "emmap_handle", handle_dtor, flags, &tried);
   p->region_type = enif_open_resource_type(env, nullptr, "emmap_region", region_dtor, flags, &tried);
-  return p->handle_type && p->region_type;
+  p->queue_type = enif_open_resource_type(env, nullptr, "emmap_queue", queue_dtor, flags, &tried);
+  return p->handle_type && p->region_type && p->queue_type;
 }
 
 }  // namespace emmap::nif

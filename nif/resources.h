@@ -1,6 +1,6 @@
 // Resource types and their lifecycle.
 //
-// Two resource types, so that memory handed to Erlang outlives the handle:
+// Three resource types, so that memory handed to Erlang outlives the handle:
 //
 //   HandleRes  one per emmap:open/2,4 (the `data` of #file_descriptor{}).
 //              Owns the core Mapping, the file position and a copy of the
@@ -10,6 +10,7 @@
 //              zero-copy binary holds a reference on it (enif_make_resource_binary),
 //              so the memory stays mapped through close and resize until
 //              the last such binary is garbage collected.
+//   QueueRes   one per emmap_queue:open/3 (see below).
 //
 // Handle lifecycle (a state machine kept by the core Mapping):
 //
@@ -36,6 +37,7 @@
 #include "atoms.h"
 #include "error.h"
 #include "mapping.h"
+#include "queue.h"
 
 namespace emmap::nif {
 
@@ -63,6 +65,7 @@ struct Priv {
   ERL_NIF_TERM errc[kErrcCount];
   ErlNifResourceType* handle_type = nullptr;
   ErlNifResourceType* region_type = nullptr;
+  ErlNifResourceType* queue_type = nullptr;
   Reaper reaper;
 };
 
@@ -75,6 +78,12 @@ struct HandleFlags {
 
 struct RegionRes {
   std::shared_ptr<Region> region;
+};
+
+// One per emmap_queue:open/3: the queue handle over a HandleRes's map. Its
+// destructor lets go of the file lock that says "a handle is open".
+struct QueueRes {
+  std::shared_ptr<queue::Queue> q;
 };
 
 struct HandleRes {

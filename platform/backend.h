@@ -170,26 +170,25 @@ class MappingBackend {
   // ---- cross-process lock in a shared map (the persistent queue's) ---------
   // Robust: a process killed while holding it never stalls the others; the
   // next holder learns it (owner_died). Lock and unlock must use the same
-  // address. Linux and FreeBSD: a process-shared robust pthread mutex.
-  // Elsewhere: an owner-pid word whose owner is checked for life.
-  // Initialises [mem, mem+kSharedLockBytes). Errors: eagain, enomem, eperm.
+  // address. Linux and FreeBSD: a process-shared robust pthread mutex (the
+  // kernel marks it when the holder dies, in any PID namespace). Elsewhere:
+  // an owner-pid word whose owner is checked for life.
+  // Initialises [mem, mem+kSharedLockBytes). Call only where no other
+  // process can be using the lock (see lock_file). Errors: eagain, enomem, eperm.
   virtual Error shared_lock_init(void* mem) const noexcept = 0;
   // Errors: einval (not initialised), enotrecoverable, edeadlk.
   virtual Result<LockState> shared_lock_acquire(void* mem, bool wait) const noexcept = 0;
-  // Makes a lock word that no living process can hold usable again: one
-  // left by a dead holder, or bytes damaged on disk. Call only where no
-  // other process can be initialising the lock (under lock_file). Returns
-  // true when the lock was re-initialised. Errors: as shared_lock_init.
-  virtual Result<bool> shared_lock_check(void* mem) const noexcept = 0;
-  // After owner_died and repair: the lock protects consistent data again.
+  // After owner_died: the lock protects consistent data again. Call it
+  // before any release, or the lock becomes unusable (ENOTRECOVERABLE).
   virtual void shared_lock_consistent(void* mem) const noexcept = 0;
   virtual void shared_lock_release(void* mem) const noexcept = 0;
-  // Identifies this boot of the machine ("" where unknown). A lock word
-  // written under another boot belongs to no living process.
-  virtual std::string boot_id() const = 0;
-  // Whole-file advisory lock (flock), held per open file and dropped by the
-  // OS when the holder dies. Errors: ebadf, enolck, eintr.
-  virtual Error lock_file(FileId fd) const noexcept = 0;
+
+  // Whole-file advisory lock (flock), owned by the open file description
+  // of `fd` and dropped by the OS when its last descriptor closes or the
+  // process dies (in any PID namespace). Shared or exclusive; converting a
+  // held lock replaces it. With `wait` false, answers false at once when
+  // another holder conflicts. Errors: ebadf, enolck, eintr.
+  virtual Result<bool> lock_file(FileId fd, bool exclusive, bool wait) const noexcept = 0;
   virtual void unlock_file(FileId fd) const noexcept = 0;
 };
 

@@ -64,6 +64,7 @@ namespace emmap {
   X(truncated, "truncated")   /* the file shrank under the mapping */ \
   X(full, "full")             /* no room left (queue, blocks) */     \
   X(corrupt, "corrupt")       /* a persistent format failed its checks */ \
+  X(unsupported_version, "unsupported_version") /* a persistent format this build cannot read */ \
   X(eof, "eof")               /* position at or past the end */
 
 enum class Errc : std::uint8_t {

@@ -180,7 +180,9 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   // ---- the length ----
   std::uint64_t len = length;
   if (len == 0) {
-    const bool use_size = o.size && !(o.fit && existed);
+    // `fit`: an existing file's own length wins, unless it is empty (a file
+    // created and not yet written, e.g. by a crash right after creation).
+    const bool use_size = o.size && !(o.fit && existed && file_size > 0);
     len = use_size ? *o.size : (file_size > offset ? file_size - offset : 0);
   }
   if (offset > std::numeric_limits<std::uint64_t>::max() - len) return fail(Errc::einval);
@@ -365,7 +367,33 @@ Result<std::uint64_t> Mapping::grow() noexcept {
   return resize(next);
 }
 
-Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size) noexcept {
+Result<std::uint64_t> Mapping::follow_file() noexcept {
+  gate_.lock();
+  Result<std::uint64_t> r = size_;
+  if (!region_) {
+    r = Error(Errc::closed);
+  } else if (fd_ != kNoFile) {
+    auto st = backend_->stat_file(fd_);
+    const std::uint64_t offset = aligned_offset_ + delta_;
+    if (!st) {
+      r = st.error();
+    } else {
+      const std::uint64_t target = st->size > offset ? st->size - offset : 0;
+      if (target != size_) r = resize_locked(target, false);
+    }
+  }
+  gate_.unlock();
+  return r;
+}
+
+Result<FileId> Mapping::duplicate_file() noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Error(Errc::closed);
+  if (fd_ == kNoFile) return Error(Errc::einval);
+  return backend_->duplicate_file(fd_);
+}
+
+Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size, bool change_file) noexcept {
   if (!region_) return Error(Errc::closed);
   if (options_.fixed_size || !backend_->capabilities().resize) return Error(Errc::fixed_size);
   if (new_size > kMaxMapLen) return Error(Errc::enomem);
@@ -380,6 +408,7 @@ Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size) noexcept {
     if (!st) return st.error();
     file_size = st->size;
     if (user_offset + new_size > file_size) {
+      if (!change_file) return Error(Errc::einval);  // the file changed again meanwhile
       if (!options_.write) return Error(Errc::eacces);
       if (Error e = backend_->allocate(fd_, file_size, user_offset + new_size - file_size)) return e;
     }
@@ -426,7 +455,7 @@ Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size) noexcept {
 
   // Give the file back its bytes only where we made them: a shared,
   // writable map that reached the end of the file.
-  if (fd_ != kNoFile && new_size < size_ && options_.write && options_.sharing != Sharing::private_ &&
+  if (change_file && fd_ != kNoFile && new_size < size_ && options_.write && options_.sharing != Sharing::private_ &&
       user_offset + size_ >= file_size) {
     if (Error e = backend_->set_file_size(fd_, user_offset + new_size)) return e;
   }
@@ -439,6 +468,10 @@ Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size) noexcept {
 Error Mapping::sync(std::uint64_t pos, std::uint64_t len) noexcept {
   AccessGate::Reader in(gate_);
   if (!region_) return Errc::closed;
+  return sync_inside(pos, len);
+}
+
+Error Mapping::sync_inside(std::uint64_t pos, std::uint64_t len) noexcept {
   if (pos > size_) return Errc::einval;
   len = std::min(len, size_ - pos);
   if (len == 0) return {};

@@ -59,7 +59,7 @@ struct OpenOptions {
   bool auto_unlink = false;    // unlink the file when the last reference is gone
   std::uint32_t mode = 0600;   // permissions of a created file
   std::optional<std::uint64_t> size;  // length when the file is created or grown
-  bool fit = false;            // an existing file keeps its own length: `size` applies to new files only
+  bool fit = false;            // an existing non-empty file keeps its own length: `size` applies to new or empty files
   std::uint64_t max_inc_size = kDefaultMaxIncSize;  // growth policy, see resize_policy()
 };
 
@@ -115,6 +115,7 @@ class Mapping {
   bool closed() const noexcept;
   bool writable() const noexcept { return options_.write; }
   const MappingBackend& backend() const noexcept { return *backend_; }
+  const std::shared_ptr<MappingBackend>& shared_backend() const noexcept { return backend_; }
 
   // ---- data ---------------------------------------------------------------
   // Every data access below also fails with ebusy when called with Wait::no
@@ -183,12 +184,23 @@ class Mapping {
   // Errors: einval, closed.
   Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
 
-  // Runs f() while holding an exclusive advisory lock on the whole file
-  // (flock), so processes opening the same file set it up one at a time.
-  // The OS drops the lock if the holder dies. Errors: closed, einval
-  // (anonymous map), and the backend's lock_file errors.
-  template <typename F>
-  Error with_file_lock(F&& f) noexcept;
+  // A second descriptor for the mapped file, owned by the caller (who
+  // closes it through backend().close_file). It shares the open file
+  // description, so flock locks taken on it are this handle's.
+  // Errors: closed, einval (anonymous map), emfile.
+  Result<FileId> duplicate_file() noexcept;
+
+  // Makes the map cover exactly what the file holds now (from the map's
+  // offset), growing or shrinking the map but never changing the file: for
+  // a handle that must catch up with another handle's resize. Pointers
+  // handed out earlier stay readable (zeros past a shrink). Errors: as
+  // resize(), and fixed_size where the map cannot change.
+  Result<std::uint64_t> follow_file() noexcept;
+
+  // sync(pos, len) for a caller already inside with_map()/with_range() of
+  // this Mapping (entering the gate again there could wait behind a
+  // resize that waits for the caller). Errors: einval, eio.
+  Error sync_inside(std::uint64_t pos, std::uint64_t len) noexcept;
 
   // The current generation, kept alive by the returned pointer (for
   // zero-copy views that outlive the call). Errors: closed.
@@ -204,7 +216,8 @@ class Mapping {
 
   // A fresh reservation able to hold `map_len` bytes plus head-room.
   Result<std::shared_ptr<Region>> new_region(std::size_t map_len, void* at) noexcept;
-  Result<std::uint64_t> resize_locked(std::uint64_t new_size) noexcept;
+  // With `change_file` false the file is left as it is (follow_file).
+  Result<std::uint64_t> resize_locked(std::uint64_t new_size, bool change_file = true) noexcept;
   Result<char*> check_atomic(std::uint64_t pos, bool write) noexcept;
   // The request that maps bytes [from, to) of the region (relative to its base).
   MapRequest request(std::size_t from, std::size_t to) const noexcept;
@@ -295,26 +308,6 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
   auto r = f(static_cast<const char*>(data_ + pos), n, *region_);
   if (access_faulted()) return Error(Errc::sigbus);
   return r;
-}
-
-template <typename F>
-Error Mapping::with_file_lock(F&& f) noexcept {
-  FileId dup;
-  {
-    AccessGate::Reader in(gate_);
-    if (!region_) return Errc::closed;
-    if (fd_ == kNoFile) return Errc::einval;
-    auto d = backend_->duplicate_file(fd_);  // ours alone: a close meanwhile cannot take it
-    if (!d) return d.error();
-    dup = *d;
-  }
-  Error e = backend_->lock_file(dup);
-  if (!e) {
-    e = f();
-    backend_->unlock_file(dup);
-  }
-  (void)backend_->close_file(dup);
-  return e;
 }
 
 template <typename F>

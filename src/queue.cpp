@@ -1,7 +1,7 @@
 #include "queue.h"
 
-#include <atomic>
 #include <cstring>
+#include <new>
 
 #include "crc32c.h"
 
@@ -9,17 +9,23 @@ namespace emmap::queue {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'M', 'M', 'A', 'P', 'Q', 'U', 'E'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::uint32_t kRecMagic = 0x51520000u;
 constexpr std::uint64_t kRecHeader = 24;
-constexpr std::uint64_t kLockOffset = 256;
 constexpr std::uint64_t kMinCapacity = 4096;
+constexpr std::uint64_t kNeedsRecovery = 1;  // header flags
+constexpr std::uint64_t kStrict = 2;
 
 struct State {
-  std::uint64_t head, tail, wrap, capacity, count, pop_seq, push_seq;
+  std::uint64_t head, tail, wrap, capacity, count;
+  std::uint64_t pop_seq, push_seq;
+  std::uint64_t cut_seq;  // the first seq of the current epoch
+  std::uint64_t last;
+  std::uint64_t commits;
+  std::uint32_t pop_epoch, epoch;
   std::uint32_t crc, zero;
 };
-static_assert(sizeof(State) == 64);
+static_assert(sizeof(State) == 96);
 
 struct Header {
   char magic[8];
@@ -27,23 +33,60 @@ struct Header {
   std::uint32_t header_size;
   std::uint64_t current;
   std::uint64_t initial;
-  char boot[32];
+  std::uint64_t layout;
+  std::uint64_t flags;
+  std::uint64_t reserved[2];
   State slot[2];
+  State durable;
 };
-static_assert(sizeof(Header) <= kLockOffset);
+static_assert(offsetof(Header, slot) == 64 && offsetof(Header, durable) == 256);
+static_assert(sizeof(Header) <= kLockOffset && kLockOffset + kSharedLockBytes <= kHeaderSize);
 
 constexpr std::uint64_t round8(std::uint64_t v) { return (v + 7) & ~std::uint64_t{7}; }
 constexpr std::uint64_t rec_size(std::uint64_t len) { return round8(kRecHeader + len); }
 
 std::uint32_t state_crc(const State& s) { return crc32c(0, &s, offsetof(State, crc)); }
 
-std::uint32_t record_crc(std::uint32_t kind_word, std::uint32_t len, std::uint64_t seq, const void* payload) {
-  unsigned char head[16];
+std::uint32_t record_crc(std::uint32_t kind_word, std::uint32_t len, std::uint64_t seq, std::uint32_t epoch,
+                         const void* payload) {
+  unsigned char head[20];
   std::memcpy(head, &kind_word, 4);
   std::memcpy(head + 4, &len, 4);
   std::memcpy(head + 8, &seq, 8);
+  std::memcpy(head + 16, &epoch, 4);
   return crc32c(crc32c(0, head, sizeof head), payload, len);
 }
+
+struct Segment {
+  std::uint64_t from, to;
+};
+
+// The live records of `s` as at most two byte ranges of the data area.
+int segments(const State& s, Segment out[2]) {
+  if (s.count == 0) return 0;
+  out[0] = {s.head, s.wrap ? s.wrap : s.tail};
+  if (!s.wrap) return 1;
+  out[1] = {0, s.tail};
+  return 2;
+}
+
+// Structural sanity of a state slot (its records are checked separately).
+bool plausible(const State& s) {
+  if (state_crc(s) != s.crc) return false;
+  if (s.capacity % 8 || s.head % 8 || s.tail % 8 || s.wrap % 8 || s.last % 8) return false;
+  if (s.head > s.capacity || s.tail > s.capacity || s.wrap > s.capacity) return false;
+  if (s.wrap ? !(s.tail <= s.head && s.head < s.wrap) : s.head > s.tail) return false;
+  if (s.push_seq - s.pop_seq != s.count || s.cut_seq > s.push_seq) return false;
+  if (s.pop_seq >= s.cut_seq ? s.pop_epoch != s.epoch : s.pop_epoch >= s.epoch) return false;
+  if (s.count == 0 && (s.head || s.tail || s.wrap)) return false;
+  if (s.count != 0 && s.last >= s.capacity) return false;
+  return true;
+}
+
+struct RecordInfo {
+  std::uint32_t len;
+  std::uint32_t epoch;
+};
 
 // The queue seen through the map (valid inside Mapping::with_map).
 struct View {
@@ -53,119 +96,207 @@ struct View {
   char* data;
 
   View(char* b, std::uint64_t size)
-      : base(b), avail(size > kHeaderSize ? size - kHeaderSize : 0), h(reinterpret_cast<Header*>(b)),
-        data(b + kHeaderSize) {}
+      : base(b), avail(size > kHeaderSize ? (size - kHeaderSize) & ~std::uint64_t{7} : 0),
+        h(reinterpret_cast<Header*>(b)), data(b + kHeaderSize) {}
 
   bool formatted() const { return std::memcmp(h->magic, kMagic, sizeof kMagic) == 0 && h->version == kVersion; }
   std::atomic_ref<std::uint64_t> current() const { return std::atomic_ref<std::uint64_t>(h->current); }
+  std::atomic_ref<std::uint64_t> layout() const { return std::atomic_ref<std::uint64_t>(h->layout); }
+  std::atomic_ref<std::uint64_t> flags() const { return std::atomic_ref<std::uint64_t>(h->flags); }
   const State& live() const { return h->slot[current().load(std::memory_order_acquire) & 1]; }
+  const State& other() const { return h->slot[(current().load(std::memory_order_acquire) & 1) ^ 1]; }
 
   void commit(State next) const {
-    next.crc = state_crc(next);
+    next.commits = live().commits + 1;
     next.zero = 0;
-    const std::uint64_t other = (current().load(std::memory_order_relaxed) & 1) ^ 1;
-    h->slot[other] = next;
-    current().store(other, std::memory_order_release);  // the commit point: one 8-byte store
+    next.crc = state_crc(next);
+    const std::uint64_t idle = (current().load(std::memory_order_relaxed) & 1) ^ 1;
+    h->slot[idle] = next;
+    current().store(idle, std::memory_order_release);  // the commit point: one 8-byte store
   }
 
-  // A record at `pos` that ends by `limit`, with sequence `seq`: its payload
-  // length, or nothing if anything about it is wrong.
-  std::optional<std::uint32_t> check(std::uint64_t pos, std::uint64_t limit, std::uint64_t seq) const {
+  // The record at `pos` (ending by `limit`) if it is the one with sequence
+  // `seq` and an epoch in [min_epoch, max_epoch]; nothing if anything about
+  // it is wrong.
+  std::optional<RecordInfo> check(std::uint64_t pos, std::uint64_t limit, std::uint64_t seq, std::uint32_t min_epoch,
+                                  std::uint32_t max_epoch) const {
     if (pos % 8 != 0 || pos > limit || limit - pos < kRecHeader) return std::nullopt;
     const char* r = data + pos;
-    std::uint32_t kind_word, len, crc;
+    std::uint32_t kind_word, len, crc, epoch;
     std::uint64_t rseq;
     std::memcpy(&kind_word, r, 4);
     std::memcpy(&len, r + 4, 4);
     std::memcpy(&rseq, r + 8, 8);
     std::memcpy(&crc, r + 16, 4);
+    std::memcpy(&epoch, r + 20, 4);
     if ((kind_word & 0xFFFF0000u) != kRecMagic || rseq != seq) return std::nullopt;
+    if (epoch < min_epoch || epoch > max_epoch) return std::nullopt;
     if (rec_size(len) > limit - pos) return std::nullopt;
-    if (record_crc(kind_word, len, rseq, r + kRecHeader) != crc) return std::nullopt;
-    return len;
+    if (record_crc(kind_word, len, rseq, epoch, r + kRecHeader) != crc) return std::nullopt;
+    return RecordInfo{len, epoch};
   }
 
-  void write(std::uint64_t pos, std::uint8_t kind, const void* payload, std::uint32_t len, std::uint64_t seq) const {
+  std::uint32_t epoch_at(std::uint64_t pos) const {
+    std::uint32_t e;
+    std::memcpy(&e, data + pos + 20, 4);
+    return e;
+  }
+
+  void write(std::uint64_t pos, std::uint8_t kind, const void* payload, std::uint32_t len, std::uint64_t seq,
+             std::uint32_t epoch) const {
     char* r = data + pos;
     const std::uint32_t kind_word = kRecMagic | kind;
-    const std::uint32_t crc = record_crc(kind_word, len, seq, payload);
-    const std::uint32_t zero = 0;
+    const std::uint32_t crc = record_crc(kind_word, len, seq, epoch, payload);
     std::memcpy(r, &kind_word, 4);
     std::memcpy(r + 4, &len, 4);
     std::memcpy(r + 8, &seq, 8);
     std::memcpy(r + 16, &crc, 4);
-    std::memcpy(r + 20, &zero, 4);
+    std::memcpy(r + 20, &epoch, 4);
     std::memcpy(r + kRecHeader, payload, len);
     std::memset(r + kRecHeader + len, 0, rec_size(len) - kRecHeader - len);
   }
+
+  // Could stable storage still hold a state with a record in [from, to)?
+  // An unreadable copy is taken to say yes.
+  bool durably_held(std::uint64_t from, std::uint64_t to) const {
+    const State& d = h->durable;
+    if (state_crc(d) != d.crc) return true;
+    Segment seg[2];
+    const int n = segments(d, seg);
+    for (int i = 0; i < n; ++i) {
+      if (from < seg[i].to && seg[i].from < to) return true;
+    }
+    return false;
+  }
+  void mark_durable(const State& s) const { h->durable = s; }
 };
 
-// Structural sanity of a state slot against the map it lives in.
-bool plausible(const State& s) {
-  if (state_crc(s) != s.crc) return false;
-  if (s.capacity % 8 || s.head % 8 || s.tail % 8 || s.wrap % 8) return false;
-  if (s.head > s.capacity || s.tail > s.capacity || s.wrap > s.capacity) return false;
-  if (s.wrap ? !(s.tail <= s.head && s.head <= s.wrap) : s.head > s.tail) return false;
-  if (s.push_seq - s.pop_seq != s.count) return false;
-  return true;  // a capacity beyond the map (file cut short) is repaired by recover()
+// The epochs a record with sequence `seq` may carry in state `s`, given the
+// epoch of the record before it (`prev`): from the cut on exactly the
+// current epoch, before it an older one, and never less than its
+// predecessor's.
+struct EpochRange {
+  std::uint32_t min, max;
+};
+EpochRange epochs_for(const State& s, std::uint64_t seq, std::uint32_t prev) {
+  if (seq >= s.cut_seq) return {std::max(prev, s.epoch), s.epoch};
+  return {prev, s.epoch - 1};
 }
 
-// Re-checks every live record; cuts the queue at the first bad one. Used at
-// open and whenever a lock holder died. Returns how many records were cut.
-Result<std::uint64_t> recover(const View& v) {
+// Re-checks every live record and works out the recovered state: the queue
+// cut at the first bad record, the next epoch starting at the cut. The
+// caller makes the kept records durable, then commits it, then makes the
+// header durable (see Ctx::recover_durably). Returns how many were cut.
+struct Recovered {
+  State next;
+  std::uint64_t dropped;
+};
+Result<Recovered> recover(const View& v) {
   if (!v.formatted()) return Error(Errc::corrupt);
   State s = v.live();
   if (!plausible(s)) {
-    s = v.h->slot[(v.current().load() & 1) ^ 1];  // the previous state, from before a torn commit
+    s = v.other();  // the previous state, from before a damaged commit
     if (!plausible(s)) return Error(Errc::corrupt);
   }
+  if (s.epoch == UINT32_MAX) return Error(Errc::eoverflow);
   State next = s;
-  next.capacity = std::min(s.capacity, v.avail & ~std::uint64_t{7});  // a file cut short keeps what it holds
-  struct Segment {
-    std::uint64_t from, to;
-  };
-  const Segment segments[2] = {{s.head, s.wrap ? s.wrap : s.tail}, {0, s.tail}};
-  const int nseg = s.wrap ? 2 : 1;
-  std::uint64_t pos = s.head, seq = s.pop_seq, kept = 0;
+  next.capacity = std::min(s.capacity, v.avail);  // a file cut short keeps what it holds
+  Segment seg[2];
+  const int nseg = segments(s, seg);
+  std::uint64_t pos = s.head, seq = s.pop_seq, kept = 0, last = 0;
+  std::uint32_t prev = s.pop_epoch;
   bool cut = false;
-  int seg = 0;
-  for (; seg < nseg; ++seg) {
-    pos = segments[seg].from;
-    const std::uint64_t to = std::min(segments[seg].to, next.capacity);
+  int i = 0;
+  for (; i < nseg; ++i) {
+    pos = seg[i].from;
+    const std::uint64_t to = std::min(seg[i].to, next.capacity);
     while (pos < to) {
-      auto len = v.check(pos, to, seq);
-      if (!len) break;
-      pos += rec_size(*len);
+      const EpochRange e = kept == 0 ? EpochRange{s.pop_epoch, s.pop_epoch} : epochs_for(s, seq, prev);
+      auto rec = v.check(pos, to, seq, e.min, e.max);
+      if (!rec) break;
+      last = pos;
+      pos += rec_size(rec->len);
       ++seq;
       ++kept;
+      prev = rec->epoch;
     }
-    if (pos != segments[seg].to) {  // a bad record, or the file ended first
+    if (pos != seg[i].to) {  // a bad record, or the file ended first
       cut = true;
       break;
     }
   }
   if (cut) {
     next.tail = pos;
-    if (seg == 0) next.wrap = 0;  // keep [head, pos); a second segment goes with it
+    if (i == 0) next.wrap = 0;  // keep [head, pos); a second segment goes with it
   }
   next.count = kept;
   next.push_seq = s.pop_seq + kept;
-  if (next.count == 0) next.head = next.tail = next.wrap = 0;
-  const std::uint64_t dropped = s.count > kept ? s.count - kept : 0;
-  if (std::memcmp(&next, &v.live(), offsetof(State, crc)) != 0) v.commit(next);
-  return dropped;
+  next.cut_seq = next.push_seq;
+  next.last = last;
+  next.epoch = s.epoch + 1;
+  if (kept == 0) {
+    next.head = next.tail = next.wrap = next.last = 0;
+    next.pop_epoch = next.epoch;
+  }
+  return Recovered{next, s.count - kept};
 }
 
-// The robust cross-process lock in the header, taken at one address and
-// released at the same one (the generation it lives in stays pinned).
-class QueueLock {
+}  // namespace
+
+// ---- the lock ----------------------------------------------------------------
+
+// What a locked body sees, and what it can ask for. A body decides
+// everything that needs blocking (slow) before it changes anything.
+struct Queue::Ctx {
+  const View& v;
+  Mapping& m;
+  const Options& o;
+  bool can_block;               // the slow path with Wait::yes: may sync
+  std::uint64_t grow_to = 0;    // the file must first hold this many bytes (nothing changed)
+  std::uint64_t shrink_to = 0;  // after the body: the file shrinks to this
+  bool slow = false;            // must run where it may block (nothing changed)
+
+  bool strict() const { return o.durability != Durability::never || (v.flags().load() & kStrict); }
+
+  // The header (and so the live state) on stable storage; the durable copy
+  // catches up.
+  Error sync_header() const {
+    if (Error e = m.sync_inside(0, kHeaderSize)) return e;
+    v.mark_durable(v.live());
+    return {};
+  }
+
+  // Recovery in a form that others can rely on. The kept records are made
+  // durable as they were checked (so no page of theirs can come back older
+  // after another power loss), then the cut and the next epoch are
+  // committed and made durable, before any record carries that epoch.
+  Result<std::uint64_t> recover_durably() const {
+    auto r = recover(v);
+    if (!r) return r.error();
+    Segment seg[2];
+    const int n = segments(r->next, seg);
+    for (int i = 0; i < n; ++i) {
+      if (Error e = m.sync_inside(kHeaderSize + seg[i].from, seg[i].to - seg[i].from)) return e;
+    }
+    v.commit(r->next);
+    if (Error e = sync_header()) return e;
+    v.flags().fetch_and(~kNeedsRecovery);
+    return r->dropped;
+  }
+};
+
+// The robust cross-process lock in the header, taken and released at one
+// address (the generation it lives in stays pinned meanwhile). A holder's
+// death is made consistent at once and left to the next locked step as a
+// flag in the header, so no early return can leave the lock unusable.
+class Queue::Lock {
  public:
-  explicit QueueLock(Mapping& m) : m_(m) {}
-  ~QueueLock() {
+  explicit Lock(Mapping& m) : m_(m) {}
+  ~Lock() {
     if (held_) m_.backend().shared_lock_release(lock_);
   }
-  QueueLock(const QueueLock&) = delete;
-  QueueLock& operator=(const QueueLock&) = delete;
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
 
   Error acquire(Wait w) {
     auto r = m_.with_range(
@@ -173,123 +304,142 @@ class QueueLock {
         [&](const char* d, std::size_t n, Region& region) -> Result<int> {
           if (n < kHeaderSize) return Error(Errc::corrupt);
           pin_ = region.shared_from_this();
-          lock_ = const_cast<char*>(d) + kLockOffset;
+          header_ = const_cast<char*>(d);
           return 0;
         },
         w);
     if (!r) return r.error() == Errc::eof ? Error(Errc::corrupt) : r.error();
+    lock_ = header_ + kLockOffset;
     auto st = m_.backend().shared_lock_acquire(lock_, w == Wait::yes);
     if (!st) return st.error();
     if (*st == LockState::busy) return Errc::ebusy;
     held_ = true;
-    owner_died_ = *st == LockState::owner_died;
+    if (*st == LockState::owner_died) {
+      View(header_, kHeaderSize).flags().fetch_or(kNeedsRecovery);
+      m_.backend().shared_lock_consistent(lock_);
+    }
     return {};
-  }
-
-  // After a dead holder's mess is repaired.
-  bool needs_repair() const { return owner_died_; }
-  void repaired() {
-    if (owner_died_) m_.backend().shared_lock_consistent(lock_);
-    owner_died_ = false;
   }
 
  private:
   Mapping& m_;
   std::shared_ptr<Region> pin_;
+  char* header_ = nullptr;
   void* lock_ = nullptr;
   bool held_ = false;
-  bool owner_died_ = false;
 };
 
-// Runs `f(view, state, &grow_to)` under the lock with the map big enough for
-// the live state (another process may have grown the file), repairing first
-// if the previous holder died; f asks for a bigger map through grow_to and
-// is then called again. `after()` runs still under the lock but outside the
-// map's access gate (where the map itself may be resized).
-template <typename F, typename After>
-Error locked(Mapping& m, Wait w, F&& f, After&& after) {
-  QueueLock lock(m);
+// Runs `body(Ctx&)` under the lock, with the map matching the file (another
+// handle may have grown or shrunk it) and a state that is consistent (a
+// dead holder's work re-checked). A body that asks for growth or for the
+// slow path is run again once that is done.
+template <typename F>
+Error Queue::locked(Wait w, F&& body) noexcept {
+  Lock lock(*map_);
   if (Error e = lock.acquire(w)) return e;
-  bool followed = false;  // the map was already made to follow the file once
-  for (;;) {
-    std::uint64_t need_size = 0, follow_size = 0;
-    Error e = m.with_map(
+  for (int round = 0;; ++round) {
+    enum class Next { done, follow, grow } next = Next::done;
+    std::uint64_t layout = 0, grow_to = 0, shrink_to = 0;
+    Error e = map_->with_map(
         [&](char* base, std::uint64_t size) -> Error {
+          if (size < kHeaderSize) return Errc::corrupt;
           View v(base, size);
           if (!v.formatted()) return Errc::corrupt;
-          if (lock.needs_repair() || !plausible(v.live())) {
-            auto r = recover(v);  // a dead holder's work, or a damaged state
-            if (!r) return r.error();
-            lock.repaired();
+          layout = v.layout().load(std::memory_order_acquire);
+          if (layout != seen_layout_.load(std::memory_order_relaxed)) {
+            next = Next::follow;  // another handle changed the file's size
+            return {};
           }
-          if (v.live().capacity > v.avail) {
-            if (!followed) {
-              follow_size = kHeaderSize + v.live().capacity;  // another process grew the file
-              return {};
-            }
-            auto r = recover(v);  // the file is shorter than the state says: keep what it holds
+          Ctx c{v, *map_, options_, w == Wait::yes};
+          if ((v.flags().load() & kNeedsRecovery) || !plausible(v.live()) || v.live().capacity > v.avail) {
+            // A holder died, the state is damaged, or the file is shorter
+            // than the state says (cut outside the queue): re-check it all.
+            if (!c.can_block) return Errc::ebusy;
+            auto r = c.recover_durably();
             if (!r) return r.error();
           }
-          return f(v, v.live(), &need_size);
+          if (options_.durability != Durability::never && !(v.flags().load() & kStrict)) {
+            // This handle's promise needs every handle's care from now on;
+            // the durable copy must be right before anyone relies on it.
+            if (!c.can_block) return Errc::ebusy;
+            if (Error se = c.sync_header()) return se;
+            v.flags().fetch_or(kStrict);
+          }
+          if (Error be = body(c)) return be;
+          if (c.slow) return Errc::ebusy;  // only asked for when it cannot block
+          if (c.grow_to || c.shrink_to) {
+            v.layout().store(layout + 1, std::memory_order_release);  // before the file changes
+            grow_to = c.grow_to;
+            shrink_to = c.shrink_to;
+            if (grow_to) next = Next::grow;
+          }
+          return {};
         },
         true, w);
     if (e) return e;
-    if (need_size == 0 && follow_size == 0) return after();
-    if (w == Wait::no) return Errc::ebusy;  // remapping blocks: the caller retries where it may
-    if (follow_size) {
-      // Where the map cannot follow (no resize), recover() keeps what it holds.
-      auto g = m.ensure_size(follow_size, false);
-      if (!g && g.error() != Errc::fixed_size) return g.error();
-      followed = true;
-      continue;
+    switch (next) {
+      case Next::follow: {
+        if (w == Wait::no) return Errc::ebusy;  // remapping blocks
+        auto f = map_->follow_file();
+        if (!f) return f.error();
+        seen_layout_.store(layout, std::memory_order_relaxed);
+        continue;
+      }
+      case Next::grow: {
+        if (w == Wait::no) return Errc::ebusy;
+        auto g = map_->ensure_size(grow_to);
+        seen_layout_.store(layout + 1, std::memory_order_relaxed);
+        if (!g) return g.error() == Errc::fixed_size ? Error(Errc::full) : g.error();
+        continue;
+      }
+      case Next::done:
+        break;
     }
-    auto g = m.ensure_size(need_size);
-    if (!g) return g.error() == Errc::fixed_size ? Error(Errc::full) : g.error();
+    if (shrink_to) {
+      // Still under the lock, outside the gate. A map that cannot shrink
+      // (fixed size, darwin) keeps its bytes; the state already says less.
+      auto r = map_->resize(shrink_to);
+      seen_layout_.store(layout + 1, std::memory_order_relaxed);
+      if (!r && r.error() != Errc::fixed_size) return r.error();
+    }
+    return {};
   }
 }
 
-template <typename F>
-Error locked(Mapping& m, Wait w, F&& f) {
-  return locked(m, w, std::forward<F>(f), [] { return Error(); });
-}
-
 // The fast path: one access-gate section in which the lock is only tried,
-// so nothing can move the map meanwhile (no pin, no remap). Answers
-// nothing (nullopt) when the slow path must run: lock busy, the map must
-// follow or grow the file, a resize or close in progress.
+// so nothing can move the map meanwhile. Answers nothing (nullopt) when
+// the slow path must run: lock busy, a dead holder, the map behind the
+// file, growth, or a body that must block.
 template <typename F>
-std::optional<Error> fast(Mapping& m, F&& f) {
+std::optional<Error> Queue::fast(F&& body) noexcept {
   std::optional<Error> out;
-  const MappingBackend& backend = m.backend();
-  Error e = m.with_map(
+  const MappingBackend& backend = map_->backend();
+  Error e = map_->with_map(
       [&](char* base, std::uint64_t size) -> Error {
+        if (size < kHeaderSize) return {};
         View v(base, size);
-        if (size < kHeaderSize || !v.formatted()) {
-          out = Error(Errc::corrupt);
-          return {};
-        }
+        if (!v.formatted()) return {};
         void* lock = base + kLockOffset;
         auto st = backend.shared_lock_acquire(lock, false);
-        if (!st) return {};
-        if (*st == LockState::busy) return {};
+        if (!st || *st == LockState::busy) return {};
         if (*st == LockState::owner_died) {
-          auto r = recover(v);
-          if (!r) {
-            backend.shared_lock_release(lock);  // still inconsistent: the next taker tries again
-            out = r.error();
-            return {};
-          }
+          v.flags().fetch_or(kNeedsRecovery);  // the slow path re-checks
           backend.shared_lock_consistent(lock);
-        }
-        const State& s = v.live();
-        if (!plausible(s) || s.capacity > v.avail) {
           backend.shared_lock_release(lock);
           return {};
         }
-        std::uint64_t grow_to = 0;
-        Error fe = f(v, s, &grow_to);
+        const State& s = v.live();
+        const std::uint64_t flags = v.flags().load();
+        if (v.layout().load(std::memory_order_acquire) != seen_layout_.load(std::memory_order_relaxed) ||
+            (flags & kNeedsRecovery) || (options_.durability != Durability::never && !(flags & kStrict)) ||
+            !plausible(s) || s.capacity > v.avail) {
+          backend.shared_lock_release(lock);
+          return {};
+        }
+        Ctx c{v, *map_, options_, false};
+        Error fe = body(c);
         backend.shared_lock_release(lock);
-        if (!grow_to) out = fe;
+        if (!c.grow_to && !c.slow) out = fe;
         return {};
       },
       true, Wait::no);
@@ -297,198 +447,294 @@ std::optional<Error> fast(Mapping& m, F&& f) {
   return out;
 }
 
-// Gives an empty queue's extra space back: the file shrinks to the initial
-// capacity. Runs under the lock, outside the gate.
-Error shrink_if_empty(Mapping& m, bool& wanted, std::uint64_t initial) {
-  if (!wanted) return {};
-  auto r = m.resize(kHeaderSize + initial);
-  if (!r && r.error() != Errc::fixed_size) return r.error();
-  return {};
+template <typename F>
+Error Queue::run(Wait w, F&& body) noexcept {
+  if (auto quick = fast(body)) return *quick;
+  return locked(w, body);
 }
 
-}  // namespace
+// ---- open and close --------------------------------------------------------------
 
-Result<OpenReport> open(Mapping& m, std::uint64_t initial_capacity) {
-  initial_capacity = round8(std::max(initial_capacity, kMinCapacity));
-  OpenReport report;
-  const std::string boot = m.backend().boot_id();
-  Error e = m.with_file_lock([&]() -> Error {
-    // Set-up, one process at a time: format a new file, or renew a lock
-    // that an earlier boot left behind.
-    if (m.size() == 0) {  // a new, empty file
-      auto g = m.ensure_size(kHeaderSize + initial_capacity);
-      if (!g) return g.error();
-    }
-    if (m.size() < kHeaderSize) return Errc::corrupt;  // too short to be a queue
-    Error fmt = m.with_map(
-        [&](char* base, std::uint64_t size) -> Error {
-          View v(base, size);
-          if (!v.formatted()) {
-            static const Header zero{};
-            if (std::memcmp(v.h, &zero, sizeof zero) != 0) return Errc::corrupt;  // somebody else's file
-            if (v.avail < kMinCapacity) return Errc::einval;
-            v.h->version = kVersion;
-            v.h->header_size = static_cast<std::uint32_t>(kHeaderSize);
-            v.h->initial = std::min(initial_capacity, v.avail & ~std::uint64_t{7});
-            std::memset(v.h->boot, 0, sizeof v.h->boot);
-            std::memcpy(v.h->boot, boot.data(), std::min(boot.size(), sizeof v.h->boot));
-            if (Error le = m.backend().shared_lock_init(base + kLockOffset)) return le;
-            State s{};
-            s.capacity = v.avail & ~std::uint64_t{7};
-            v.h->current = 1;
-            v.commit(s);  // writes slot 0 and makes it current
-            std::atomic_thread_fence(std::memory_order_release);
-            std::memcpy(v.h->magic, kMagic, sizeof kMagic);  // last: a torn format is never taken as valid
-            report.initialised = true;
-            return {};
-          }
-          if (!boot.empty() && std::strncmp(v.h->boot, boot.c_str(), sizeof v.h->boot) != 0) {
-            // The lock word is from another boot: no process of this boot holds it.
-            if (Error le = m.backend().shared_lock_init(base + kLockOffset)) return le;
-            std::memset(v.h->boot, 0, sizeof v.h->boot);
-            std::memcpy(v.h->boot, boot.data(), std::min(boot.size(), sizeof v.h->boot));
-            return {};
-          }
-          // A lock word that no living process can hold (damaged bytes, a
-          // holder gone without the OS noticing) would stall every taker.
-          auto checked = m.backend().shared_lock_check(base + kLockOffset);
-          return checked ? Error() : checked.error();
-        },
-        true);
-    return fmt;
-  });
-  if (e) return e;
-  // Check every record under the queue lock (others may be using it).
-  e = locked(m, Wait::yes, [&](const View& v, const State&, std::uint64_t*) -> Error {
-    auto r = recover(v);
-    if (!r) return r.error();
-    report.dropped = *r;
-    report.count = v.live().count;
-    return {};
-  });
-  if (e) return e;
-  return report;
-}
+Result<std::shared_ptr<Queue>> Queue::open(std::shared_ptr<Mapping> m, std::uint64_t initial_capacity,
+                                           const Options& o) noexcept {
+  if (!m) return Error(Errc::einval);
+  if (m->closed()) return Error(Errc::closed);
+  if (!m->writable()) return Error(Errc::eacces);
+  if (m->options().sharing == Sharing::private_) return Error(Errc::einval);
+  const std::uint64_t initial = round8(std::max(initial_capacity, kMinCapacity));
+  std::shared_ptr<Queue> q(new (std::nothrow) Queue(m, o));
+  if (!q) return Error(Errc::enomem);
 
-Error push(Mapping& m, std::uint8_t kind, const void* data, std::size_t len, bool fixed_size, bool sync, Wait w) {
-  if (len > UINT32_MAX) return Errc::einval;
-  const std::uint64_t need = rec_size(len);
-  std::uint64_t written_at = 0;
-  auto body = [&](const View& v, const State& s, std::uint64_t* grow_to) -> Error {
-    State next = s;
-    std::uint64_t pos;
-    if (!s.wrap && s.tail + need <= s.capacity) {
-      pos = s.tail;
-      next.tail = pos + need;
-    } else if (!s.wrap && need <= s.head) {
-      pos = 0;  // wrap around: the end of the ring has no room, its start has
-      next.wrap = s.tail;
-      next.tail = need;
-    } else if (s.wrap && s.tail + need <= s.head) {
-      pos = s.tail;
-      next.tail = pos + need;
-    } else {
-      if (fixed_size) return Errc::full;
-      // Grow so the record fits after the live data, unwrapped.
-      const std::uint64_t required = (s.wrap ? s.wrap + s.tail : s.tail) + need;
-      std::uint64_t cap = s.capacity;
-      while (cap < required) {
-        const std::uint64_t nc = resize_policy(cap, m.options().max_inc_size, 4096);
-        if (nc == 0) return Errc::efbig;
-        cap = round8(nc);
-      }
-      if (cap > v.avail) {
-        *grow_to = kHeaderSize + cap;  // map (and file) first, then come back
+  // A shared flock says "a handle is open" for as long as this one lives.
+  // Whoever gets it exclusively is alone with the file: nobody can be
+  // holding the queue's lock, so it may renew the lock and re-check every
+  // record. Dropped by the OS when the process dies, in any PID namespace.
+  auto fd = m->duplicate_file();
+  if (!fd) return fd.error();
+  q->live_fd_.store(*fd);
+  const MappingBackend& b = m->backend();
+  auto alone = b.lock_file(*fd, true, false);
+  if (!alone) return alone.error();
+  OpenReport& report = q->report_;
+  if (*alone) {
+    // Set-up and recovery before any other handle can open (they wait for
+    // the shared lock): nobody may push under the old epoch meanwhile.
+    report.recovered = true;
+    Error e = q->setup_alone(initial);
+    if (!e) {
+      e = q->locked(Wait::yes, [&](Ctx& c) -> Error {
+        auto r = c.recover_durably();
+        if (!r) return r.error();
+        report.dropped = *r;
+        report.count = c.v.live().count;
         return {};
-      }
-      // The map holds it: move [0, tail) after [head, wrap) and commit.
-      if (s.wrap) std::memmove(v.data + s.wrap, v.data, s.tail);
-      next.tail = s.wrap ? s.wrap + s.tail : s.tail;
-      next.wrap = 0;
-      next.capacity = cap;
-      v.commit(next);
-      *grow_to = 0;
-      // Place the record in the grown ring (same lock, no other change meanwhile).
-      State grown = v.live();
-      pos = grown.tail;
-      next = grown;
-      next.tail = pos + need;
+      });
     }
-    v.write(pos, kind, data, static_cast<std::uint32_t>(len), s.push_seq);
-    next.count = s.count + 1;
-    next.push_seq = s.push_seq + 1;
-    v.commit(next);
-    written_at = pos;
-    return {};
-  };
-  auto quick = fast(m, body);
-  Error e = quick ? *quick : locked(m, w, body);
-  if (e) return e;
-  if (sync) {
-    // The record, then the header that commits it (both before returning).
-    if (Error se = m.sync(kHeaderSize + written_at, need)) return se;
-    if (Error se = m.sync(0, kHeaderSize)) return se;
+    if (e) return e;
+    auto sh = b.lock_file(*fd, false, true);  // down to shared: others may open now
+    if (!sh) return sh.error();
+  } else {
+    // Others are using it: it is set up and recovered. No queue lock here,
+    // so a holder that is slow (or stuck) cannot stall an open.
+    auto sh = b.lock_file(*fd, false, true);  // waits only for an opener that is alone
+    if (!sh) return sh.error();
+    Error e = m->with_map(
+        [&](char* base, std::uint64_t size) -> Error {
+          if (size < kHeaderSize) return Errc::corrupt;
+          View v(base, size);
+          if (std::memcmp(v.h->magic, kMagic, sizeof kMagic) != 0) return Errc::corrupt;
+          if (v.h->version != kVersion) return Errc::unsupported_version;
+          const State s = v.live();  // a snapshot for the report, without the lock
+          report.count = plausible(s) ? s.count : 0;
+          return {};
+        },
+        false);
+    if (e) return e;
   }
-  return {};
+  return q;
 }
 
-Result<bool> pop_into(Mapping& m, bool peek, bool purge, bool sync, Wait w, Visitor visit, void* ctx,
-                      Errc visit_error) {
-  bool found = false, shrink = false;
-  std::uint64_t initial = 0;
-  auto body = [&](const View& v, const State& s, std::uint64_t*) -> Error {
-    initial = v.h->initial;
-    if (s.count == 0) {
-      shrink = purge && s.capacity > initial;
-      if (shrink) {
-        State next = s;
-        next.capacity = initial;
-        v.commit(next);
-      }
+// Formats a new file, or renews the lock of an existing queue. Only with
+// the exclusive file lock (no other handle is open).
+Error Queue::setup_alone(std::uint64_t initial) noexcept {
+  Mapping& m = *map_;
+  if (m.size() == 0) {  // a new, empty file
+    auto g = m.ensure_size(kHeaderSize + initial);
+    if (!g) return g.error();
+  }
+  if (m.size() < kHeaderSize) return Errc::corrupt;  // too short to be a queue
+  return m.with_map(
+      [&](char* base, std::uint64_t size) -> Error {
+        View v(base, size);
+        if (std::memcmp(v.h->magic, kMagic, sizeof kMagic) == 0) {
+          if (v.h->version != kVersion) return Errc::unsupported_version;
+        } else {
+          static const Header zero{};
+          if (std::memcmp(v.h, &zero, sizeof zero) != 0) return Errc::corrupt;  // somebody else's file
+          if (v.avail < kMinCapacity) return Errc::einval;
+          v.h->version = kVersion;
+          v.h->header_size = static_cast<std::uint32_t>(kHeaderSize);
+          v.h->initial = std::min(initial, v.avail);
+          State s{};
+          s.capacity = v.avail;
+          v.h->current = 1;
+          v.commit(s);  // writes slot 0 and makes it current
+          v.mark_durable(v.live());
+          std::atomic_thread_fence(std::memory_order_release);
+          std::memcpy(v.h->magic, kMagic, sizeof kMagic);  // last: a torn format is never taken as valid
+          report_.initialised = true;
+        }
+        // Nobody else has the file open: whatever the lock word says (a
+        // holder from before a crash, damage), no living process holds it.
+        return m.backend().shared_lock_init(base + kLockOffset);
+      },
+      true);
+}
+
+Queue::~Queue() {
+  const FileId fd = live_fd_.exchange(kNoFile);
+  if (fd != kNoFile) (void)map_->shared_backend()->close_file(fd);
+}
+
+void Queue::close() noexcept {
+  const FileId fd = live_fd_.exchange(kNoFile);
+  map_->close();
+  if (fd != kNoFile) (void)map_->shared_backend()->close_file(fd);
+}
+
+// ---- operations --------------------------------------------------------------------
+
+Error Queue::push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_t len) noexcept {
+  const View& v = c.v;
+  const State s = v.live();
+  const std::uint64_t need = rec_size(len);
+  const bool strict = c.strict();
+  const bool always = c.o.durability == Durability::always;
+  if (always && !c.can_block) {
+    c.slow = true;
+    return {};
+  }
+  State next = s;
+  std::uint64_t pos;
+  bool move = false;
+  std::uint64_t grown_cap = 0;
+  if (!s.wrap && s.tail + need <= s.capacity) {
+    pos = s.tail;
+    next.tail = pos + need;
+  } else if (!s.wrap && need <= s.head) {
+    pos = 0;  // wrap around: the end of the ring has no room, its start has
+    next.wrap = s.tail;
+    next.tail = need;
+  } else if (s.wrap && s.tail + need <= s.head) {
+    pos = s.tail;
+    next.tail = pos + need;
+  } else {
+    if (c.o.fixed_size) return Errc::full;
+    // Grow so the record fits after the live data, unwrapped.
+    const std::uint64_t live_end = s.wrap ? s.wrap + s.tail : s.tail;
+    std::uint64_t cap = s.capacity;
+    while (cap < live_end + need) {
+      const std::uint64_t nc = resize_policy(cap, c.m.options().max_inc_size, 4096);
+      if (nc == 0 || nc > UINT64_MAX - kHeaderSize) return Errc::efbig;
+      cap = round8(nc);
+    }
+    if (cap > v.avail) {
+      c.grow_to = kHeaderSize + cap;  // the file first, then come back
       return {};
     }
-    const std::uint64_t limit = s.wrap ? s.wrap : s.tail;
-    auto len = v.check(s.head, limit, s.pop_seq);
-    if (!len) return Errc::corrupt;  // recover() at the next open cuts it off
-    const char* r = v.data + s.head;
-    std::uint32_t kind_word;
-    std::memcpy(&kind_word, r, 4);
-    if (!visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, *len)) return visit_error;
-    found = true;
-    if (peek) return {};
-    State next = s;
-    next.head = s.head + rec_size(*len);
-    next.count = s.count - 1;
-    next.pop_seq = s.pop_seq + 1;
-    if (s.wrap && next.head == s.wrap) {
-      next.head = 0;  // the end segment is used up: what is left is [0, tail)
-      next.wrap = 0;
+    move = s.wrap != 0 && s.tail != 0;
+    if (move && strict && !c.can_block) {
+      c.slow = true;  // the moved bytes are synced before the commit
+      return {};
     }
-    if (next.count == 0) {
-      next.head = next.tail = next.wrap = 0;  // empty: start from the front again
-      if (purge && s.capacity > initial) {
-        next.capacity = initial;
-        shrink = true;
+    grown_cap = cap;
+    pos = live_end;
+  }
+  // The bytes about to be written must not hold a record that the state on
+  // stable storage still has (else a power loss now would lose it).
+  const std::uint64_t move_from = s.wrap, move_to = s.wrap + s.tail;
+  const bool reuse = strict && (v.durably_held(pos, pos + need) || (move && v.durably_held(move_from, move_to)));
+  if (reuse && !c.can_block) {
+    c.slow = true;
+    return {};
+  }
+  if (reuse) {
+    if (Error e = c.sync_header()) return e;
+  }
+  const State before = s;
+  if (grown_cap) {
+    State grown = s;
+    if (s.wrap) {
+      if (move) {
+        // [0, tail) moves after [head, wrap): a copy in free space, durable
+        // (when it matters) before the state that points at it.
+        std::memmove(v.data + s.wrap, v.data, s.tail);
+        if (strict) {
+          if (Error e = c.m.sync_inside(kHeaderSize + move_from, move_to - move_from)) return e;
+        }
+        if (s.last < s.tail) grown.last = s.last + s.wrap;
+      }
+      grown.tail = move_to;
+      grown.wrap = 0;
+    }
+    grown.capacity = grown_cap;
+    next = grown;
+    next.tail = pos + need;
+  }
+  v.write(pos, kind, data, len, s.push_seq, s.epoch);
+  next.count = s.count + 1;
+  next.push_seq = s.push_seq + 1;
+  next.last = pos;
+  if (s.count == 0) {
+    next.pop_seq = s.push_seq;
+    next.pop_epoch = s.epoch;
+  }
+  v.commit(next);
+  if (always) {
+    // Everything up to the new tail, whoever wrote it, and the header.
+    const State& now = v.live();
+    const std::uint64_t end = now.wrap ? now.wrap : now.tail;
+    if (Error e = c.m.sync_inside(0, kHeaderSize + end)) {
+      v.commit(before);  // not acknowledged: not in the queue either
+      return e;
+    }
+    v.mark_durable(now);
+  }
+  return {};
+}
+
+Error Queue::push(std::uint8_t kind, const void* data, std::size_t len, Wait w) noexcept {
+  if (len > UINT32_MAX - kRecHeader) return Errc::einval;
+  return run(w, [&](Ctx& c) { return push_body(c, kind, data, static_cast<std::uint32_t>(len)); });
+}
+
+Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Errc visit_error, Wait w) noexcept {
+  bool found = false;
+  auto body = [&](Ctx& c) -> Error {
+    found = false;
+    const View& v = c.v;
+    const State s = v.live();
+    const std::uint64_t initial = v.h->initial;
+    const bool purge = how == Take::pop_and_purge;
+    const bool always = c.o.durability == Durability::always;
+    const bool shrink_after = purge && s.capacity > initial && s.count <= 1;
+    if (((always && how != Take::peek) || shrink_after) && !c.can_block) {
+      c.slow = true;
+      return {};
+    }
+    State next = s;
+    if (s.count == 0) {
+      if (!shrink_after) return {};
+    } else {
+      const std::uint64_t limit = s.wrap ? s.wrap : s.tail;
+      auto rec = v.check(s.head, limit, s.pop_seq, s.pop_epoch, s.pop_epoch);
+      if (!rec) return Errc::corrupt;  // recovery at the next lone open cuts it off
+      const char* r = v.data + s.head;
+      std::uint32_t kind_word;
+      std::memcpy(&kind_word, r, 4);
+      if (!visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len)) return visit_error;
+      found = true;
+      if (how == Take::peek) return {};
+      next.head = s.head + rec_size(rec->len);
+      next.count = s.count - 1;
+      next.pop_seq = s.pop_seq + 1;
+      if (s.wrap && next.head == s.wrap) {
+        next.head = 0;  // the end segment is used up: what is left is [0, tail)
+        next.wrap = 0;
+      }
+      if (next.count == 0) {
+        next.head = next.tail = next.wrap = next.last = 0;  // empty: start from the front again
+        next.pop_epoch = s.epoch;
+      } else {
+        const std::uint64_t lim = next.wrap ? next.wrap : next.tail;
+        if (next.head > lim || lim - next.head < kRecHeader) return Errc::corrupt;  // count and layout disagree
+        next.pop_epoch = v.epoch_at(next.head);  // the whole record is checked when it is taken
+        const EpochRange allowed = epochs_for(s, next.pop_seq, rec->epoch);
+        if (next.pop_epoch < allowed.min || next.pop_epoch > allowed.max) return Errc::corrupt;
       }
     }
+    if (shrink_after) next.capacity = initial;
+    const State before = s;
     v.commit(next);
+    if (always) {
+      if (Error e = c.sync_header()) {
+        v.commit(before);
+        found = false;
+        return e;
+      }
+    }
+    if (shrink_after) c.shrink_to = kHeaderSize + initial;
     return {};
   };
-  // Shrinking the file needs the slow path (outside the gate, still locked).
-  std::optional<Error> quick;
-  if (!purge) quick = fast(m, body);
-  Error e = quick ? *quick : locked(m, w, body, [&] { return shrink_if_empty(m, shrink, initial); });
+  Error e = run(w, body);
   if (e) return e;
-  if (sync && !peek && found) {
-    if (Error se = m.sync(0, kHeaderSize)) return se;
-  }
   return found;
 }
 
-Result<std::optional<Item>> pop(Mapping& m, bool peek, bool purge, bool sync, Wait w) {
+Result<std::optional<Item>> Queue::take(Take how, Wait w) noexcept {
   Item item{};
-  auto r = pop_into(
-      m, peek, purge, sync, w,
+  auto r = take(
+      how,
       [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> bool {
         auto* it = static_cast<Item*>(ctx);
         it->kind = kind;
@@ -499,43 +745,69 @@ Result<std::optional<Item>> pop(Mapping& m, bool peek, bool purge, bool sync, Wa
         }
         return true;
       },
-      &item);
+      &item, Errc::enomem, w);
   if (!r) return r.error();
   if (!*r) return std::optional<Item>();
   return std::optional<Item>(std::move(item));
 }
 
-Result<std::uint64_t> length(Mapping& m, Wait w) {
+Result<std::uint64_t> Queue::length(Wait w) noexcept {
   std::uint64_t n = 0;
-  auto body = [&](const View&, const State& s, std::uint64_t*) -> Error {
-    n = s.count;
+  Error e = run(w, [&](Ctx& c) -> Error {
+    n = c.v.live().count;
     return {};
-  };
-  auto quick = fast(m, body);
-  Error e = quick ? *quick : locked(m, w, body);
+  });
   if (e) return e;
   return n;
 }
 
-Error purge(Mapping& m, bool sync, Wait w) {
-  bool shrink = false;
-  std::uint64_t initial = 0;
-  Error e = locked(
-      m, w,
-      [&](const View& v, const State& s, std::uint64_t*) -> Error {
-        initial = v.h->initial;
-        State next = s;
-        next.head = next.tail = next.wrap = next.count = 0;
-        next.pop_seq = next.push_seq = s.push_seq;
-        shrink = s.capacity > initial;
-        next.capacity = std::min(s.capacity, initial);
-        v.commit(next);
-        return {};
-      },
-      [&] { return shrink_if_empty(m, shrink, initial); });
+Error Queue::purge(Wait w) noexcept {
+  return locked(w, [&](Ctx& c) -> Error {
+    const View& v = c.v;
+    const State s = v.live();
+    const std::uint64_t initial = v.h->initial;
+    const bool shrink = s.capacity > initial;
+    const bool always = c.o.durability == Durability::always;
+    if ((always || shrink) && !c.can_block) {
+      c.slow = true;
+      return {};
+    }
+    State next = s;
+    next.head = next.tail = next.wrap = next.count = next.last = 0;
+    next.pop_seq = next.push_seq = s.push_seq;
+    next.pop_epoch = s.epoch;
+    next.capacity = std::min(s.capacity, initial);
+    v.commit(next);
+    if (always) {
+      if (Error e = c.sync_header()) {
+        v.commit(s);
+        return e;
+      }
+    }
+    if (shrink) c.shrink_to = kHeaderSize + initial;
+    return {};
+  });
+}
+
+Error Queue::sync(Wait w) noexcept {
+  if (w == Wait::no) return Errc::ebusy;
+  // What is committed now ...
+  State snapshot{};
+  Error e = locked(w, [&](Ctx& c) -> Error {
+    snapshot = c.v.live();
+    return {};
+  });
   if (e) return e;
-  if (sync) return m.sync(0, kHeaderSize);
-  return {};
+  // ... is durable after one sync of the whole map (outside the lock: the
+  // queue goes on meanwhile) ...
+  e = map_->sync();
+  if (e) return e;
+  // ... and from then on the durable copy need not protect anything older.
+  return locked(w, [&](Ctx& c) -> Error {
+    const State& d = c.v.h->durable;
+    if (state_crc(d) != d.crc || d.commits < snapshot.commits) c.v.mark_durable(snapshot);
+    return {};
+  });
 }
 
 }  // namespace emmap::queue

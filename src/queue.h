@@ -1,38 +1,68 @@
-// The persistent FIFO queue: format, commit protocol and recovery. No
-// syscalls here: memory comes from a Mapping, the cross-process lock and
-// the boot id from the backend.
+// The persistent FIFO queue: format, commit protocol, recovery and the rules
+// that keep acknowledged records through process deaths, power loss and
+// several handles on one file. No syscalls here: memory comes from a
+// Mapping, the cross-process lock and the file lock from the backend.
 //
-// File format (native byte order)
-// -------------------------------
+// File format, version 2 (native byte order)
+// -----------------------------------------
 //   0    magic "EMMAPQUE"
-//   8    version u32 (1), header size u32 (4096)
+//   8    version u32 (2), header size u32 (4096)
 //   16   current u64: which state slot is live (0 or 1)
-//   24   initial capacity u64 (what pop_and_purge shrinks back to)
-//   32   boot id (32 bytes): the boot that last initialised the lock
-//   64   state slot 0 (64 bytes)     128 state slot 1 (64 bytes)
-//   256  the cross-process lock (128 bytes)
+//   24   initial capacity u64 (what purges shrink back to)
+//   32   layout u64: bumped, under the lock, before a queue operation
+//        changes the file's size; every handle compares it with the value
+//        it last mapped and follows the file when they differ
+//   40   flags u64: 1 = a lock holder died, the state must be re-checked;
+//        2 = strict: a handle with {sync, always | interval} used the file,
+//        so every handle keeps durable records safe (see Durability)
+//   64   state slot 0 (88 bytes)    152 state slot 1 (88 bytes)
+//   240  durable: a copy of the oldest state that stable storage may hold
+//   512  the cross-process lock (128 bytes)
 //   4096 data area: `capacity` bytes of records
 //
-// State slot: head, tail, wrap, capacity, count, pop_seq, push_seq (u64),
-// crc32c of those 56 bytes (u32), 0 (u32). Records live in [head, tail)
-// or, when wrapped (wrap != 0), in [head, wrap) then [0, tail).
+// State: head, tail, wrap, capacity, count, pop_seq (seq of the head
+// record), push_seq (seq of the next push), last (offset of the newest
+// record), commits (bumped by every commit), pop_epoch (epoch of the head
+// record), epoch (the epoch new records get), crc32c of the above, 0.
+// Records live in [head, tail) or, when wrapped (wrap != 0), in [head, wrap)
+// then [0, tail).
 //
 // Record (8-byte aligned): u32 0x51520000|kind, u32 len, u64 seq, u32
-// crc32c(kind word, len, seq, payload), u32 0, payload, zero padding.
+// crc32c(kind word, len, seq, epoch, payload), u32 epoch, payload, zero
+// padding. Sequence numbers are consecutive along the queue; epochs never
+// decrease along it, the head's is exactly pop_epoch, none exceeds epoch.
+//
+// Epochs: every recovery (an open with no other handle on the file, or a
+// lock holder's death) commits epoch + 1 and makes it durable before any
+// record carries it. So one (epoch, seq) pair names one push for ever, and
+// a record cut off by a recovery can never pass for a newer one after a
+// second crash, wherever it lies.
 //
 // Commit protocol: every change writes the *other* state slot, then flips
-// `current` with one 8-byte store. A push writes its record first and
-// commits after, so a process killed at any instant leaves either the old
-// state or the new one, never a torn record inside [head, tail). All of it
-// happens under the robust lock; a holder's death is repaired by the next
-// taker (recover()), which re-checks every live record.
+// `current` with one 8-byte store, all under the robust lock. A push writes
+// its record first and commits after, so a process killed at any instant
+// leaves the old state or the new one.
 //
-// Durability: with `sync` the record and the header page are msync'ed
-// before push/pop return (survives power loss); without, a push survives
-// the death of any process (the page cache has it) but not a power loss.
+// Durability (power loss), per handle (Options::durability):
+//   never     nothing is forced to disk; a push survives process deaths.
+//   always    before a push returns, [0, end of live data) is msync'ed after
+//             its commit, inside the lock: the header and every record up
+//             to the new tail are durable, whoever wrote them. A pop or purge
+//             msyncs the header. A failed sync rolls the commit back.
+//   interval  the owner calls sync() every so often; what was committed
+//             when sync() began is durable when it returns.
+// With always/interval in use on a file ("strict") every handle obeys:
+//   - space is reused only when the durable state does not still hold a
+//     record there (else the header is synced first: the durable copy
+//     catches up);
+//   - a grow that moves records syncs the moved bytes before committing.
+// (A shrink needs no rule: it happens only to an empty queue, so it can
+// only make pops durable early.)
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -41,8 +71,16 @@
 namespace emmap::queue {
 
 inline constexpr std::uint64_t kHeaderSize = 4096;
-inline constexpr std::uint8_t kTerm = 1;    // payload is term_to_binary output
-inline constexpr std::uint8_t kBinary = 2;  // payload is a raw binary
+inline constexpr std::uint64_t kLockOffset = 512;  // the cross-process lock (tests take it directly)
+inline constexpr std::uint8_t kTerm = 1;            // payload is term_to_binary output
+inline constexpr std::uint8_t kBinary = 2;          // payload is a raw binary
+
+enum class Durability : std::uint8_t { never, interval, always };
+
+struct Options {
+  Durability durability = Durability::never;
+  bool fixed_size = false;  // push answers full instead of growing the file
+};
 
 struct Item {
   std::uint8_t kind;
@@ -50,41 +88,93 @@ struct Item {
 };
 
 struct OpenReport {
-  bool initialised = false;     // a new queue was written
-  std::uint64_t dropped = 0;    // live records found corrupt and cut off
-  std::uint64_t count = 0;      // items in the queue
+  bool initialised = false;  // a new queue was written
+  bool recovered = false;    // no other handle had the file: every record was re-checked
+  std::uint64_t dropped = 0;  // live records found corrupt and cut off
+  std::uint64_t count = 0;    // items in the queue
 };
 
-// Formats a new (all-zero) file with `initial_capacity` bytes of data area,
-// or checks and recovers an existing queue. Serialised against other
-// processes opening the same file. Errors: corrupt (not a queue, or a
-// header nothing can be recovered from), einval (anonymous map, capacity
-// too small), resize errors.
-Result<OpenReport> open(Mapping& m, std::uint64_t initial_capacity);
+enum class Take : std::uint8_t {
+  pop,            // remove the oldest item
+  peek,           // read it, leave it
+  pop_and_purge,  // remove it; an emptied queue gives its space back
+};
 
-// Appends one item. Grows the file when full unless `fixed_size`.
-// Errors: full, einval (item larger than 4 GiB), corrupt, closed, ebusy
-// (Wait::no and the lock is held elsewhere, or growth is needed).
-Error push(Mapping& m, std::uint8_t kind, const void* data, std::size_t len, bool fixed_size, bool sync,
-           Wait w = Wait::yes);
-
-// Takes (or with `peek` just reads) the oldest item; nullopt when empty.
-// With `purge` an emptied queue gives its space back (the file shrinks to
-// the initial capacity). Errors: corrupt, closed, ebusy.
-Result<std::optional<Item>> pop(Mapping& m, bool peek, bool purge, bool sync, Wait w = Wait::yes);
-
-// The same, handing the item to `visit(ctx, kind, data, len)` while it is
-// still in the map (under the lock): copy or decode it there, no copy in
-// between. A false from visit (out of memory, undecodable) leaves the item
-// queued. Returns false when the queue was empty. Errors: as pop, and
-// whatever visit said through `*visit_error`.
+// Receives an item while it is still in the map, under the lock: copy or
+// decode it there. A false return (out of memory, undecodable) leaves the
+// item queued.
 using Visitor = bool (*)(void* ctx, std::uint8_t kind, const char* data, std::size_t len);
-Result<bool> pop_into(Mapping& m, bool peek, bool purge, bool sync, Wait w, Visitor visit, void* ctx,
-                      Errc visit_error = Errc::enomem);
 
-Result<std::uint64_t> length(Mapping& m, Wait w = Wait::yes);
+// One handle on a queue file. Thread-safe; several handles (in this or
+// other processes) may use one file at once.
+class Queue {
+ public:
+  // Formats a new (all-zero) file with `initial_capacity` bytes of data
+  // area, or checks an existing queue. When no other handle has the file
+  // open, the lock is renewed and every record re-checked (recovery).
+  // The Mapping must be a shared, writable map of the whole file.
+  // Errors: corrupt (not a queue), unsupported_version, einval (anonymous
+  // or private map), eacces (read-only map), resize and sync errors.
+  static Result<std::shared_ptr<Queue>> open(std::shared_ptr<Mapping> m, std::uint64_t initial_capacity,
+                                             const Options& options) noexcept;
 
-// Drops every item and shrinks the file back. Errors: closed, ebusy.
-Error purge(Mapping& m, bool sync, Wait w = Wait::yes);
+  ~Queue();
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  const OpenReport& report() const noexcept { return report_; }
+  const Options& options() const noexcept { return options_; }
+  Mapping& mapping() const noexcept { return *map_; }
+
+  // Every call below also fails with ebusy when called with Wait::no and
+  // it would have to block (lock held elsewhere, a resize, a sync, a
+  // recovery); the caller then retries where blocking is fine.
+
+  // Appends one item. Grows the file when full unless fixed_size.
+  // Errors: full, einval (item larger than 4 GiB - 1), corrupt, closed,
+  // efbig/enospc (growth), eio (sync).
+  Error push(std::uint8_t kind, const void* data, std::size_t len, Wait w = Wait::yes) noexcept;
+
+  // Hands the oldest item to `visit`; with Take::pop(_and_purge) removes it.
+  // Returns false when the queue was empty. Errors: corrupt, closed, eio,
+  // and `visit_error` when visit says false.
+  Result<bool> take(Take how, Visitor visit, void* ctx, Errc visit_error = Errc::enomem,
+                    Wait w = Wait::yes) noexcept;
+  // The same, copying the item out; nullopt when empty.
+  Result<std::optional<Item>> take(Take how, Wait w = Wait::yes) noexcept;
+
+  Result<std::uint64_t> length(Wait w = Wait::yes) noexcept;
+
+  // Drops every item and shrinks the file back to the initial capacity.
+  Error purge(Wait w = Wait::yes) noexcept;
+
+  // Durable point for Durability::interval: what was committed when this
+  // began is on stable storage when it returns. Errors: closed, eio.
+  Error sync(Wait w = Wait::yes) noexcept;
+
+  // Lets go of the file (the map is closed; other handles go on). Idempotent.
+  void close() noexcept;
+
+ private:
+  struct Ctx;
+  class Lock;
+  Queue(std::shared_ptr<Mapping> m, const Options& o) noexcept : map_(std::move(m)), options_(o) {}
+
+  template <typename F>
+  Error locked(Wait w, F&& body) noexcept;
+  template <typename F>
+  std::optional<Error> fast(F&& body) noexcept;
+  template <typename F>
+  Error run(Wait w, F&& body) noexcept;
+
+  Error setup_alone(std::uint64_t initial) noexcept;
+  Error push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_t len) noexcept;
+
+  std::shared_ptr<Mapping> map_;
+  Options options_;
+  OpenReport report_;
+  std::atomic<FileId> live_fd_{kNoFile};  // holds a shared flock while this handle is open
+  std::atomic<std::uint64_t> seen_layout_{~std::uint64_t{0}};  // the layout this handle's map matches
+};
 
 }  // namespace emmap::queue

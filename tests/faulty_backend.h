@@ -55,11 +55,11 @@ class FaultyBackend final : public MappingBackend {
   Result<LockState> shared_lock_acquire(void* m, bool w) const noexcept override {
     return real_->shared_lock_acquire(m, w);
   }
-  Result<bool> shared_lock_check(void* m) const noexcept override { return real_->shared_lock_check(m); }
   void shared_lock_consistent(void* m) const noexcept override { real_->shared_lock_consistent(m); }
   void shared_lock_release(void* m) const noexcept override { real_->shared_lock_release(m); }
-  std::string boot_id() const override { return real_->boot_id(); }
-  Error lock_file(FileId fd) const noexcept override { return real_->lock_file(fd); }
+  Result<bool> lock_file(FileId fd, bool ex, bool wait) const noexcept override {
+    return real_->lock_file(fd, ex, wait);
+  }
   void unlock_file(FileId fd) const noexcept override { real_->unlock_file(fd); }
 
  private:

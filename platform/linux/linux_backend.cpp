@@ -57,19 +57,6 @@ class LinuxBackend final : public posix::PosixBackend {
 
   std::string_view name() const noexcept override { return "linux"; }
 
-  std::string boot_id() const override {
-    // A random UUID made at every boot (Linux 2.3+).
-    char buf[64] = {};
-    const int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return {};
-    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n <= 0) return {};
-    std::string id(buf, static_cast<std::size_t>(n));
-    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
-    return id;
-  }
-
   Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override {
     if (len == 0) return {};
     if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);

@@ -36,11 +36,9 @@ class PosixBackend : public MappingBackend {
 
   Error shared_lock_init(void* mem) const noexcept override;
   Result<LockState> shared_lock_acquire(void* mem, bool wait) const noexcept override;
-  Result<bool> shared_lock_check(void* mem) const noexcept override;
   void shared_lock_consistent(void* mem) const noexcept override;
   void shared_lock_release(void* mem) const noexcept override;
-  std::string boot_id() const override { return {}; }
-  Error lock_file(FileId fd) const noexcept override;
+  Result<bool> lock_file(FileId fd, bool exclusive, bool wait) const noexcept override;
   void unlock_file(FileId fd) const noexcept override;
 
  protected:

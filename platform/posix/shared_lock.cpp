@@ -23,7 +23,10 @@ namespace {
 // The word holds pid << 32 | a per-thread tag (threads of one process must
 // exclude each other too). A waiter that finds the owner's pid gone (kill 0
 // says ESRCH) takes the lock over and reports owner_died. Limit: a dead
-// owner's pid reused by a new process keeps the lock until that one exits.
+// owner's pid reused by a new process keeps the lock until that one exits,
+// and a pid is only meaningful in the checker's own PID namespace; the queue
+// re-initialises the lock whenever no other handle has the file open (see
+// lock_file), which covers both.
 
 std::uint64_t my_owner_word() {
   static std::atomic<std::uint32_t> next_tag{1};
@@ -92,37 +95,6 @@ Result<LockState> PosixBackend::shared_lock_acquire(void* mem, bool wait) const 
   return pid_lock_acquire(mem, wait);
 }
 
-Result<bool> PosixBackend::shared_lock_check(void* mem) const noexcept {
-#if defined(HAVE_ROBUST_MUTEX)
-  if (use_robust_mutex_) {
-    const int r = ::pthread_mutex_trylock(mutex_at(mem));
-    if (r == 0 || r == EOWNERDEAD) {
-      if (r == EOWNERDEAD) (void)::pthread_mutex_consistent(mutex_at(mem));
-      (void)::pthread_mutex_unlock(mutex_at(mem));
-      return false;  // usable as it is
-    }
-    if (r == EBUSY) {
-#if defined(__GLIBC__)
-      // Held: by a living thread (then it is fine), or the word names a
-      // thread that does not exist (damage, or a holder from before a
-      // crash of the machine), which would block every taker forever.
-      const pid_t owner = mutex_at(mem)->__data.__owner & 0x3FFFFFFF;
-      if (owner != 0 && !(::kill(owner, 0) != 0 && errno == ESRCH)) return false;
-#else
-      return false;  // no portable way to name the holder: trust it
-#endif
-    }
-    // EINVAL / ENOTRECOVERABLE (damaged or abandoned), or a dead holder.
-    if (Error e = shared_lock_init(mem)) return e;
-    return true;
-  }
-#endif
-  const std::uint64_t word = owner_ref(mem).load(std::memory_order_acquire);
-  if (word == 0 || owner_alive(word)) return false;
-  owner_ref(mem).store(0, std::memory_order_release);
-  return true;
-}
-
 void PosixBackend::shared_lock_consistent(void* mem) const noexcept {
 #if defined(HAVE_ROBUST_MUTEX)
   if (use_robust_mutex_) {
@@ -143,9 +115,11 @@ void PosixBackend::shared_lock_release(void* mem) const noexcept {
   owner_ref(mem).store(0, std::memory_order_release);
 }
 
-Error PosixBackend::lock_file(FileId fd) const noexcept {
+Result<bool> PosixBackend::lock_file(FileId fd, bool exclusive, bool wait) const noexcept {
+  const int op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
   for (;;) {
-    if (::flock(fd, LOCK_EX) == 0) return {};
+    if (::flock(fd, op) == 0) return true;
+    if (errno == EWOULDBLOCK && !wait) return false;
     if (errno != EINTR) return last_error();
   }
 }
