@@ -8,7 +8,7 @@
          resize/1, resize/2, sync/3, sync_async/2, advise/4,
          block_init/2, block_store/2, block_read/2, block_free/2, block_scan/3, block_repair/3,
          queue_open/4, queue_push/3, queue_pop/2, queue_length/1, queue_purge/1,
-         queue_sync/1, queue_close/1]).
+         queue_sync/1, queue_close/1, queue_info/1]).
 
 -on_load(init/0).
 
@@ -55,3 +55,4 @@ queue_length(_Q) -> ?NIF.
 queue_purge(_Q) -> ?NIF.
 queue_sync(_Q) -> ?NIF.
 queue_close(_Q) -> ?NIF.
+queue_info(_Q) -> ?NIF.

@@ -125,12 +125,18 @@ is_empty(Q) ->
 purge(#emq{q = Q}) -> emmap_nif:queue_purge(Q);
 purge(Q) -> erlang:error(badarg, [Q]).
 
-%% @doc `#{length, size}' of the queue and its file.
+%% @doc The queue's state: `length', `file_size', `capacity' (bytes of
+%% ring), `used' (bytes the items take), `epoch' (bumped by every
+%% recovery), `repairs' (lock holders that died holding the lock, repaired
+%% by the next taker, over the file's life) and `strict' (a handle with
+%% `{sync, always | interval}' has used the file).
 -spec info(queue()) -> map() | {error, term()}.
-info(#emq{mem = Mem} = Q) ->
-    case emmap:info(Mem) of
-        #{size := Size} -> #{length => ?MODULE:length(Q), file_size => Size};
-        E -> E
+info(#emq{mem = Mem, q = Q}) ->
+    case {emmap:info(Mem), emmap_nif:queue_info(Q)} of
+        {#{size := Size}, #{count := N} = I} ->
+            maps:remove(count, I#{length => N, file_size => Size});
+        {{error, _} = E, _} -> E;
+        {_, {error, _} = E} -> E
     end;
 info(Q) -> erlang:error(badarg, [Q]).
 

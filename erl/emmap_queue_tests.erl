@@ -5,6 +5,9 @@
 -module(emmap_queue_tests).
 -include_lib("eunit/include/eunit.hrl").
 
+%% Run inside child VMs.
+-export([worker/5, big_push/1]).
+
 tmp(Name) ->
     Dir = case os:getenv("TMPDIR") of false -> "/tmp"; "" -> "/tmp"; D -> D end,
     filename:join(Dir, lists:flatten(io_lib:format("emmap-queue-~s-~p-~s",
@@ -148,12 +151,45 @@ sync_modes_test() ->
 %%% Harnesses with real OS processes
 %%% ---------------------------------------------------------------------------
 
+%% Every OS process a test starts is reaped, pass or fail: with_vms/1 kills
+%% what is left in an `after', and each VM also halts on its own when its
+%% port closes (the test process died, e.g. killed by an EUnit timeout,
+%% where no `after' runs). The VMs get this suite's directory on their code
+%% path, so they can run the worker functions below.
+with_vms(Fun) ->
+    put(emmap_test_vms, []),
+    try Fun()
+    after
+        [reap(P) || P <- get(emmap_test_vms)],
+        erase(emmap_test_vms)
+    end.
+
 vm(Eval) ->
     Erl = os:find_executable("erl"),
     Ebin = filename:join(code:lib_dir(emmap), "ebin"),
-    open_port({spawn_executable, Erl},
-              [{args, ["-noshell", "-pa", Ebin, "-eval", Eval]},
-               exit_status, {line, 1024}, stderr_to_stdout]).
+    Here = filename:dirname(code:which(?MODULE)),
+    Watchdog = "spawn(fun() -> _ = io:get_line(''), erlang:halt(137) end),",
+    Port = open_port({spawn_executable, Erl},
+                     [{args, ["-noshell", "-pa", Ebin, "-pa", Here, "-eval", Watchdog ++ Eval]},
+                      exit_status, {line, 1024}, stderr_to_stdout]),
+    case get(emmap_test_vms) of
+        undefined -> ok;
+        Vms -> put(emmap_test_vms, [Port | Vms])
+    end,
+    Port.
+
+reap(Port) ->
+    case erlang:port_info(Port, os_pid) of
+        {os_pid, OsPid} -> os:cmd("kill -9 " ++ integer_to_list(OsPid));
+        undefined -> ok
+    end,
+    catch port_close(Port).
+
+os_pid(Port) ->
+    case erlang:port_info(Port, os_pid) of
+        {os_pid, P} -> integer_to_list(P);
+        undefined -> erlang:error({vm_already_gone, wait_exit(Port)})
+    end.
 
 %% Collects "N" lines until the VM is gone; the first line is its OS pid.
 collect(Port, Acc) ->
@@ -192,7 +228,7 @@ wait_for_log(Log, Ms) ->
 pad(N) -> binary:copy(<<"p">>, N rem 700).   % sizes vary, so the ring wraps and grows
 
 kill9_test_() ->
-    {timeout, 600, fun() -> [kill9_round(R) || R <- lists:seq(1, 20)] end}.
+    {timeout, 600, fun() -> with_vms(fun() -> [kill9_round(R) || R <- lists:seq(1, 20)] end) end}.
 
 kill9_round(Round) ->
     F = tmp("kill" ++ integer_to_list(Round)),
@@ -242,7 +278,9 @@ drain_items(Q, Acc) ->
     end.
 
 two_producers_two_consumers_test_() ->
-    {timeout, 600, fun() ->
+    {timeout, 600, fun() -> with_vms(fun two_producers_two_consumers/0) end}.
+
+two_producers_two_consumers() ->
         F = tmp("mpmc"),
         N = 20000,
         {ok, Q} = emmap_queue:open(F, 4096, []),
@@ -276,5 +314,223 @@ two_producers_two_consumers_test_() ->
                                                  Mine <- [[I || {Pp, I} <- Out, Pp =:= P]]],
         ?assertEqual(0, emmap_queue:length(Q)),
         ok = emmap_queue:close(Q),
-        [file:delete(X) || X <- [F, F ++ "-out1", F ++ "-out2"]]
-    end}.
+        [file:delete(X) || X <- [F, F ++ "-out1", F ++ "-out2"]].
+
+%%% ---------------------------------------------------------------------------
+%%% Several handles and several VMs on one file: grows, purges, dead holders
+%%% ---------------------------------------------------------------------------
+
+%% Issue 8, case 1: handle A drains with pop_and_purge (the file shrinks
+%% back); handle B, whose map still had the old size, pushes until its ring
+%% wraps and grows. Nothing acknowledged is lost and B keeps working.
+two_handles_never_act_on_a_stale_size_test() ->
+    F = tmp("stale"),
+    {ok, A} = emmap_queue:open(F, 4096, []),
+    {ok, B} = emmap_queue:open(F, 4096, []),
+    Item = fun(I) -> {n, I, binary:copy(<<"x">>, 100)} end,
+    [ok = emmap_queue:push(B, Item(I)) || I <- lists:seq(1, 100)],
+    ?assertEqual([Item(I) || I <- lists:seq(1, 100)], drain_with(A, fun emmap_queue:pop_and_purge/1)),
+    ?assertEqual(4096 + 4096, filelib:file_size(F)),
+    [ok = emmap_queue:push(B, Item(I)) || I <- lists:seq(101, 130)],
+    ?assertEqual([Item(I) || I <- lists:seq(101, 110)], [emmap_queue:pop(A) || _ <- lists:seq(1, 10)]),
+    ?assertEqual([ok], lists:usort([emmap_queue:push(B, Item(I)) || I <- lists:seq(200, 260)])),
+    ?assertEqual([Item(I) || I <- lists:seq(111, 130) ++ lists:seq(200, 260)], drain_with(B, fun emmap_queue:pop/1)),
+    ok = emmap_queue:push(B, last),
+    ?assertEqual(last, emmap_queue:pop(A)),
+    ok = emmap_queue:close(A),
+    ok = emmap_queue:close(B),
+    file:delete(F).
+
+drain_with(Q, Pop) ->
+    case Pop(Q) of
+        nil -> [];
+        {error, _} = E -> [E];
+        X -> [X | drain_with(Q, Pop)]
+    end.
+
+%% A worker VM: Ops random operations on File, each logged right after it
+%% returned with a raw write ("p Seq" for a push, "c Producer Seq" for an
+%% item popped), so the log is what really happened, give or take the one
+%% operation in flight at a kill. Pushes vary in size, some large enough to
+%% grow the file; pop_and_purge shrinks it back whenever it empties.
+worker(File, Id, Ops, Seed, LogFile) ->
+    rand:seed(exsss, {Seed, Id, 17}),
+    {ok, Log} = file:open(LogFile, [raw, write, binary]),
+    {ok, Q} = emmap_queue:open(File, 4096, []),
+    io:format("ready~n"),
+    work(Q, Log, Id, 0, Ops),
+    ok = emmap_queue:close(Q),
+    ok = file:close(Log),
+    halt(0).
+
+work(_Q, _Log, _Id, _Seq, 0) -> ok;
+work(Q, Log, Id, Seq, Ops) ->
+    case rand:uniform(100) of
+        R when R =< 55 ->
+            Size = case rand:uniform(20) of 1 -> 5000 + rand:uniform(20000); _ -> rand:uniform(300) end,
+            ok = emmap_queue:push(Q, {Id, Seq, binary:copy(<<"w">>, Size)}),
+            ok = file:write(Log, ["p ", integer_to_list(Seq), $\n]),
+            work(Q, Log, Id, Seq + 1, Ops - 1);
+        R when R =< 97 ->
+            Pop = case R =< 90 of true -> pop; false -> pop_and_purge end,
+            pop_logged(Q, Log, Pop),
+            work(Q, Log, Id, Seq, Ops - 1);
+        _ ->
+            %% A burst that drains the queue: the file shrinks back while the
+            %% other workers' maps may still be large.
+            drain_logged(Q, Log),
+            work(Q, Log, Id, Seq, Ops - 1)
+    end.
+
+pop_logged(Q, Log, Pop) ->
+    case emmap_queue:Pop(Q) of
+        nil -> nil;
+        Big when is_binary(Big) -> ok;          % kill_holder_round's item, not a worker's
+        {P, S, Pad} when is_binary(Pad) ->
+            ok = file:write(Log, ["c ", integer_to_list(P), $\s, integer_to_list(S), $\n])
+    end.
+
+drain_logged(Q, Log) ->
+    case pop_logged(Q, Log, pop_and_purge) of
+        nil -> ok;
+        ok -> drain_logged(Q, Log)
+    end.
+
+worker_eval(F, Id, Ops, Seed) ->
+    lists:flatten(io_lib:format("emmap_queue_tests:worker(~p, ~p, ~p, ~p, ~p).",
+                                [F, Id, Ops, Seed, F ++ "-log" ++ integer_to_list(Id)])).
+
+read_log(F, Id) ->
+    case file:read_file(F ++ "-log" ++ integer_to_list(Id)) of
+        {ok, B} ->
+            [case string:lexemes(binary_to_list(L), " ") of
+                 ["p", S] -> {push, list_to_integer(S)};
+                 ["c", P, S] -> {pop, list_to_integer(P), list_to_integer(S)}
+             end || L <- binary:split(B, <<"\n">>, [global, trim_all])];
+        {error, enoent} -> []
+    end.
+
+%% Checks what the workers' logs and the rest of the queue say together.
+%% Killed: ids of workers killed with SIGKILL (their last operation may be
+%% unlogged: one push more than acked, or one item popped but not logged).
+check_shared_run(F, Ids, Killed) ->
+    {ok, Q} = emmap_queue:open(F, 4096, []),
+    Rest = [{P, S} || {P, S, _} <- drain_with(Q, fun emmap_queue:pop/1)],
+    ok = emmap_queue:close(Q),
+    Logs = [{Id, read_log(F, Id)} || Id <- Ids],
+    Acked = [{Id, S} || {Id, L} <- Logs, {push, S} <- L],
+    PoppedBy = [{Id, [{P, S} || {pop, P, S} <- L]} || {Id, L} <- Logs],
+    Popped = lists:append([Ps || {_, Ps} <- PoppedBy]),
+    Seen = Popped ++ Rest,
+    ?assertEqual(length(Seen), length(lists:usort(Seen))),          % nothing twice
+    %% FIFO per producer: in each consumer's log, and the rest after all popped.
+    [?assertEqual(lists:sort(Mine), Mine) || {_, Ps} <- PoppedBy ++ [{rest, Rest}], Id <- Ids,
+                                             Mine <- [[S || {P, S} <- Ps, P =:= Id]]],
+    [?assert(lists:max([-1 | [S || {P, S} <- Popped, P =:= Id]]) <
+                 lists:min([infinity | [S || {P, S} <- Rest, P =:= Id]])) || Id <- Ids],
+    %% Every acked push is somewhere, but for at most one popped unlogged per killed worker.
+    Missing = Acked -- Seen,
+    ?assert(length(Missing) =< length(Killed)),
+    %% Nothing appears that was not pushed (a killed worker's last push may be unlogged).
+    Extra = Seen -- Acked,
+    [?assert(lists:member(P, Killed)) || {P, _} <- Extra],
+    ?assert(length(Extra) =< length(Killed)),
+    {length(Acked), length(Popped), length(Rest)}.
+
+rounds(Default) ->
+    case os:getenv("EMMAP_QUEUE_ROUNDS") of
+        false -> Default;
+        N -> list_to_integer(N)
+    end.
+
+%% Three VMs push and pop one file with growth and pop_and_purge
+%% interleaved: nothing acked is lost, nothing comes twice, FIFO per producer.
+three_vms_grow_and_purge_one_file_test_() ->
+    {timeout, 600, fun() -> with_vms(fun() ->
+        [begin
+             F = tmp("vms" ++ integer_to_list(Round)),
+             Ids = [1, 2, 3],
+             Ports = [vm(worker_eval(F, Id, 3000, Round)) || Id <- Ids],
+             [?assertEqual({exit, 0}, wait_exit(P)) || P <- Ports],
+             {Acked, _, _} = check_shared_run(F, Ids, []),
+             ?assert(Acked > 3000),
+             [file:delete(X) || X <- [F | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]]
+         end || Round <- lists:seq(1, rounds(3))]
+    end) end}.
+
+wait_exit(Port) ->
+    receive
+        {Port, {exit_status, S}} -> {exit, S};
+        {Port, {data, _}} -> wait_exit(Port)
+    after 120000 -> erlang:error({vm_timeout, Port})
+    end.
+
+wait_line(Port, Line) ->
+    receive
+        {Port, {data, {eol, Line}}} -> ok;
+        {Port, {data, _}} -> wait_line(Port, Line);
+        {Port, {exit_status, S}} -> erlang:error({vm_exited, S})
+    after 60000 -> erlang:error({no_line, Line})
+    end.
+
+%% A VM that pushes one 64 MiB item (the file grows and the copy runs under
+%% the queue's lock for tens of milliseconds) is killed with SIGKILL in the
+%% middle, while two workers keep going on the same file. The workers must
+%% finish (no stall behind the dead holder's lock), the queue must be whole,
+%% and over the rounds the dead holder must have been repaired at least once.
+kill9_lock_holder_test_() ->
+    {timeout, 600, fun() -> with_vms(fun() ->
+        Repairs = [kill_holder_round(R) || R <- lists:seq(1, rounds(5))],
+        ?assert(lists:sum(Repairs) >= 1)
+    end) end}.
+
+big_push(File) ->
+    {ok, Q} = emmap_queue:open(File, 4096, []),
+    Big = binary:copy(<<"B">>, 64 bsl 20),   % a binary goes in as it is: the NIF starts at once
+    io:format("big~n"),
+    ok = emmap_queue:push(Q, Big),
+    io:format("pushed~n"),
+    timer:sleep(infinity).
+
+kill_holder_round(Round) ->
+    F = tmp("holder" ++ integer_to_list(Round)),
+    {ok, Q} = emmap_queue:open(F, 4096, []),
+    Ids = [1, 2],
+    Workers = [vm(worker_eval(F, Id, 20000, Round)) || Id <- Ids],
+    [wait_line(P, "ready") || P <- Workers],
+    Holder = vm(lists:flatten(io_lib:format("emmap_queue_tests:big_push(~p).", [F]))),
+    wait_line(Holder, "big"),
+    timer:sleep(rand:uniform(20)),
+    os:cmd("kill -9 " ++ os_pid(Holder)),
+    ?assertMatch({exit, _}, wait_exit(Holder)),
+    [?assertEqual({exit, 0}, wait_exit(P)) || P <- Workers],
+    #{repairs := Repairs} = emmap_queue:info(Q),
+    ok = emmap_queue:close(Q),
+    %% The big item is not a worker's: take it out of the picture.
+    {ok, Q2} = emmap_queue:open(F, 4096, []),
+    Others = [X || X <- drain_with(Q2, fun emmap_queue:pop/1), not is_binary(X)],
+    [ok = emmap_queue:push(Q2, X) || X <- Others],
+    ok = emmap_queue:close(Q2),
+    check_shared_run(F, Ids, []),
+    [file:delete(X) || X <- [F | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]],
+    Repairs.
+
+%% Workers killed with SIGKILL at random moments while the others go on:
+%% the survivors finish, and the queue is whole but for the killed workers'
+%% operations in flight.
+kill9_random_workers_test_() ->
+    {timeout, 600, fun() -> with_vms(fun() ->
+        [begin
+             F = tmp("rkill" ++ integer_to_list(Round)),
+             Ids = [1, 2, 3],
+             Ports = lists:zip(Ids, [vm(worker_eval(F, Id, 30000, Round)) || Id <- Ids]),
+             [wait_line(P, "ready") || {_, P} <- Ports],
+             timer:sleep(rand:uniform(300)),
+             {Victim, VPort} = lists:nth(rand:uniform(3), Ports),
+             os:cmd("kill -9 " ++ os_pid(VPort)),
+             ?assertMatch({exit, _}, wait_exit(VPort)),
+             [?assertEqual({exit, 0}, wait_exit(P)) || {Id, P} <- Ports, Id =/= Victim],
+             check_shared_run(F, Ids, [Victim]),
+             [file:delete(X) || X <- [F | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]]
+         end || Round <- lists:seq(1, rounds(5))]
+    end) end}.

@@ -80,7 +80,12 @@
   X(count, "count")                         \
   X(dropped, "dropped")                     \
   X(initialised, "initialised")             \
-  X(recovered, "recovered")
+  X(recovered, "recovered")                 \
+  X(capacity, "capacity")                   \
+  X(used, "used")                           \
+  X(epoch, "epoch")                         \
+  X(repairs, "repairs")                     \
+  X(strict, "strict")
 
 struct Atoms {
 #define EMMAP_ATOM_FIELD(name, text) ERL_NIF_TERM name;

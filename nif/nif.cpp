@@ -671,6 +671,22 @@ ERL_NIF_TERM queue_length_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return r ? enif_make_uint64(c.env, *r) : c.error(r.error());
 }
 
+// queue_info(Q) -> #{count, capacity, used, epoch, repairs, strict}
+ERL_NIF_TERM queue_info_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
+  auto r = q->stats(c.wait());
+  if (!r) return c.error(r.error());
+  const Atoms& a = c.p->atoms;
+  ERL_NIF_TERM keys[] = {a.count, a.capacity, a.used, a.epoch, a.repairs, a.strict};
+  ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, r->count), enif_make_uint64(c.env, r->capacity),
+                         enif_make_uint64(c.env, r->used),  enif_make_uint64(c.env, r->epoch),
+                         enif_make_uint64(c.env, r->repairs), r->strict ? a.true_ : a.false_};
+  ERL_NIF_TERM map;
+  enif_make_map_from_arrays(c.env, keys, vals, 6, &map);
+  return map;
+}
+
 ERL_NIF_TERM queue_purge_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   queue::Queue* q;
   if (!queue_arg(c, argv[0], &q)) return c.badarg();
@@ -765,6 +781,7 @@ ErlNifFunc functions[] = {
     {"queue_push", 3, normal_entry<queue_push_impl>, 0},           // lock + copy; dirty if busy, growing or always
     {"queue_pop", 2, normal_entry<queue_pop_impl>, 0},             // same; purge and always dirty
     {"queue_length", 1, normal_entry<queue_length_impl>, 0},
+    {"queue_info", 1, normal_entry<queue_info_impl>, 0},         // O(1); dirty when busy
     {"queue_purge", 1, dirty_entry<queue_purge_impl>, kDirtyIo},   // shrinks the file
     {"queue_sync", 1, dirty_entry<queue_sync_impl>, kDirtyIo},     // msync of the whole map
     {"queue_close", 1, dirty_entry<queue_close_impl>, kDirtyIo},   // munmap

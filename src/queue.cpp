@@ -35,7 +35,8 @@ struct Header {
   std::uint64_t initial;
   std::uint64_t layout;
   std::uint64_t flags;
-  std::uint64_t reserved[2];
+  std::uint64_t repairs;
+  std::uint64_t reserved;
   State slot[2];
   State durable;
 };
@@ -280,7 +281,8 @@ struct Queue::Ctx {
     }
     v.commit(r->next);
     if (Error e = sync_header()) return e;
-    v.flags().fetch_and(~kNeedsRecovery);
+    if (v.flags().fetch_and(~kNeedsRecovery) & kNeedsRecovery)
+      std::atomic_ref<std::uint64_t>(v.h->repairs).fetch_add(1);
     return r->dropped;
   }
 };
@@ -759,6 +761,22 @@ Result<std::uint64_t> Queue::length(Wait w) noexcept {
   });
   if (e) return e;
   return n;
+}
+
+Result<Stats> Queue::stats(Wait w) noexcept {
+  Stats st;
+  Error e = run(w, [&](Ctx& c) -> Error {
+    const State& s = c.v.live();
+    st.count = s.count;
+    st.capacity = s.capacity;
+    st.used = s.count == 0 ? 0 : s.wrap ? s.wrap - s.head + s.tail : s.tail - s.head;
+    st.epoch = s.epoch;
+    st.repairs = std::atomic_ref<std::uint64_t>(c.v.h->repairs).load();
+    st.strict = (c.v.flags().load() & kStrict) != 0;
+    return {};
+  });
+  if (e) return e;
+  return st;
 }
 
 Error Queue::purge(Wait w) noexcept {

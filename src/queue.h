@@ -15,28 +15,32 @@
 //   40   flags u64: 1 = a lock holder died, the state must be re-checked;
 //        2 = strict: a handle with {sync, always | interval} used the file,
 //        so every handle keeps durable records safe (see Durability)
-//   64   state slot 0 (88 bytes)    152 state slot 1 (88 bytes)
-//   240  durable: a copy of the oldest state that stable storage may hold
+//   48   repairs u64: dead lock holders repaired (for the curious)
+//   64   state slot 0 (96 bytes)    160 state slot 1 (96 bytes)
+//   256  durable: a copy of the oldest state that stable storage may hold
 //   512  the cross-process lock (128 bytes)
 //   4096 data area: `capacity` bytes of records
 //
 // State: head, tail, wrap, capacity, count, pop_seq (seq of the head
-// record), push_seq (seq of the next push), last (offset of the newest
-// record), commits (bumped by every commit), pop_epoch (epoch of the head
-// record), epoch (the epoch new records get), crc32c of the above, 0.
+// record), push_seq (seq of the next push), cut_seq (the first seq of the
+// current epoch), last (offset of the newest record), commits (bumped by
+// every commit), pop_epoch (epoch of the head record), epoch (the epoch new
+// records get), crc32c of the above, 0.
 // Records live in [head, tail) or, when wrapped (wrap != 0), in [head, wrap)
 // then [0, tail).
 //
 // Record (8-byte aligned): u32 0x51520000|kind, u32 len, u64 seq, u32
 // crc32c(kind word, len, seq, epoch, payload), u32 epoch, payload, zero
 // padding. Sequence numbers are consecutive along the queue; epochs never
-// decrease along it, the head's is exactly pop_epoch, none exceeds epoch.
+// decrease along it and the head's is exactly pop_epoch; a record from
+// cut_seq on carries exactly `epoch`, one before it an older epoch.
 //
 // Epochs: every recovery (an open with no other handle on the file, or a
-// lock holder's death) commits epoch + 1 and makes it durable before any
-// record carries it. So one (epoch, seq) pair names one push for ever, and
-// a record cut off by a recovery can never pass for a newer one after a
-// second crash, wherever it lies.
+// lock holder's death) makes the records it keeps durable, then commits
+// epoch + 1 starting at the cut, durably, before any record carries it.
+// So one (epoch, seq) pair names one push for ever, and a record cut off
+// by a recovery can never pass for a newer one after a second crash,
+// wherever it lies.
 //
 // Commit protocol: every change writes the *other* state slot, then flips
 // `current` with one 8-byte store, all under the robust lock. A push writes
@@ -94,6 +98,16 @@ struct OpenReport {
   std::uint64_t count = 0;    // items in the queue
 };
 
+// A snapshot of the queue's state (under the lock).
+struct Stats {
+  std::uint64_t count = 0;
+  std::uint64_t capacity = 0;     // bytes of ring
+  std::uint64_t used = 0;         // bytes the live records take
+  std::uint64_t epoch = 0;        // bumped by every recovery
+  std::uint64_t repairs = 0;      // dead lock holders repaired over the file's life
+  bool strict = false;            // a handle with {sync, always | interval} has used the file
+};
+
 enum class Take : std::uint8_t {
   pop,            // remove the oldest item
   peek,           // read it, leave it
@@ -144,6 +158,7 @@ class Queue {
   Result<std::optional<Item>> take(Take how, Wait w = Wait::yes) noexcept;
 
   Result<std::uint64_t> length(Wait w = Wait::yes) noexcept;
+  Result<Stats> stats(Wait w = Wait::yes) noexcept;
 
   // Drops every item and shrinks the file back to the initial capacity.
   Error purge(Wait w = Wait::yes) noexcept;

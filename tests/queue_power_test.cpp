@@ -417,17 +417,17 @@ Config config(int handles, Durability a, Durability b) {
   return c;
 }
 
-TEST(QueuePowerLoss, OneHandleAlways) { run_many(config(1, Durability::always, Durability::always), runs_from_env(60), 1000); }
+TEST(QueuePowerLoss, OneHandleAlways) { run_many(config(1, Durability::always, Durability::always), runs_from_env(90), 1000); }
 TEST(QueuePowerLoss, OneHandleInterval) {
-  run_many(config(1, Durability::interval, Durability::interval), runs_from_env(40), 2000);
+  run_many(config(1, Durability::interval, Durability::interval), runs_from_env(60), 2000);
 }
-TEST(QueuePowerLoss, OneHandleNever) { run_many(config(1, Durability::never, Durability::never), runs_from_env(40), 3000); }
-TEST(QueuePowerLoss, TwoHandlesAlways) { run_many(config(2, Durability::always, Durability::always), runs_from_env(60), 4000); }
+TEST(QueuePowerLoss, OneHandleNever) { run_many(config(1, Durability::never, Durability::never), runs_from_env(60), 3000); }
+TEST(QueuePowerLoss, TwoHandlesAlways) { run_many(config(2, Durability::always, Durability::always), runs_from_env(90), 4000); }
 TEST(QueuePowerLoss, TwoHandlesInterval) {
-  run_many(config(2, Durability::interval, Durability::interval), runs_from_env(40), 5000);
+  run_many(config(2, Durability::interval, Durability::interval), runs_from_env(60), 5000);
 }
-TEST(QueuePowerLoss, TwoHandlesNever) { run_many(config(2, Durability::never, Durability::never), runs_from_env(40), 6000); }
-TEST(QueuePowerLoss, AlwaysBesideNever) { run_many(config(2, Durability::always, Durability::never), runs_from_env(60), 7000); }
+TEST(QueuePowerLoss, TwoHandlesNever) { run_many(config(2, Durability::never, Durability::never), runs_from_env(60), 6000); }
+TEST(QueuePowerLoss, AlwaysBesideNever) { run_many(config(2, Durability::always, Durability::never), runs_from_env(90), 7000); }
 
 // ---- the bugs this model was built for, pinned ---------------------------------------
 
