@@ -352,7 +352,8 @@ TEST(Atomics, TwoProcessesAddExactly) {
   auto m = open_ok(d.file("p"), 0, 0, rw_create(64));
   ASSERT_TRUE(m);
   constexpr int kAdds = 100000;
-  const pid_t child = ::fork();
+  Children kids;
+  const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     // A separate mapping of the same file, as another program would make.
@@ -364,9 +365,7 @@ TEST(Atomics, TwoProcessesAddExactly) {
     ::_exit(0);
   }
   for (int i = 0; i < kAdds; ++i) (void)m->atomic_fetch(AtomicOp::add, 16, 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(exited_ok(kids.wait(child)));
   EXPECT_EQ(*m->atomic_load(16), 2 * kAdds);
 }
 
@@ -649,28 +648,35 @@ TEST(Races, AccessesDuringResizeAndCloseNeverFault) {
   for (int round = 0; round < rounds; ++round) {
     auto m = open_ok(d.file("race"), 0, 0, rw_create(1 << 16));
     ASSERT_TRUE(m);
-    std::atomic<bool> stop{false};
-    std::atomic<long> closed_seen{0};
+    // Each thread runs until it has seen the close (every access answering
+    // closed), not for a fixed time: on a loaded machine a thread may not
+    // run at all for milliseconds (a 5 ms window once made this flaky).
+    std::atomic<bool> closing{false};
+    std::atomic<int> saw_closed{0};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     std::vector<std::thread> ts;
     for (int t = 0; t < 3; ++t)
       ts.emplace_back([&, t] {
         char buf[256];
         std::uint64_t i = static_cast<std::uint64_t>(t);
-        while (!stop.load()) {
+        for (;;) {
           const std::uint64_t pos = (i * 7919) % (1 << 17);
           auto r = m->read(pos, buf, sizeof buf);
           Error w = m->write(pos, buf, 64);
           auto a = m->atomic_fetch(AtomicOp::add, pos & ~7ull, 1);
-          if (!r && r.error() == Errc::closed && w == Errc::closed && !a) closed_seen.fetch_add(1);
+          if (!r && r.error() == Errc::closed && w == Errc::closed && !a && a.error() == Errc::closed) {
+            saw_closed.fetch_add(1);
+            return;
+          }
+          if (closing.load() && std::chrono::steady_clock::now() > deadline) return;
           ++i;
         }
       });
     for (int i = 0; i < resizes; ++i) (void)m->resize(i % 2 ? (1 << 17) : (1 << 12));
+    closing = true;
     m->close();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    stop = true;
     for (auto& t : ts) t.join();
-    EXPECT_GT(closed_seen.load(), 0);
+    EXPECT_EQ(saw_closed.load(), 3) << "every thread sees every access answer closed after close";
   }
 }
 
@@ -707,10 +713,11 @@ TEST(Races, NonWaitingAccessSaysEbusyWhileAResizeHoldsTheMap) {
 // Runs `body` in a child process and returns its exit status.
 template <typename F>
 int in_child(F body) {
-  const pid_t pid = ::fork();
+  Children kids;
+  const pid_t pid = kids.fork();
   if (pid == 0) ::_exit(body());
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const int status = kids.wait(pid);
+  if (status < 0) return 255;  // hung: killed
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -844,7 +851,8 @@ TEST(Truncation, FaultsOutsideOurMapsStillKill) {
   TempDir d;
   const std::string path = d.file("foreign");
   write_file(path, std::string(8192, 'f'));
-  const pid_t child = ::fork();
+  Children kids;
+  const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     auto m = Mapping::open(d.file("ours"), 0, 0, rw_create(4096));  // installs the handler
@@ -855,8 +863,8 @@ TEST(Truncation, FaultsOutsideOurMapsStillKill) {
     (void)p[4096];  // SIGBUS, not ours: default action
     ::_exit(0);
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  const int status = kids.wait(child);
+  ASSERT_NE(status, -1) << "the child hung";
   // Killed by the signal, or ended by the previous handler (a sanitizer's
   // reports the fault and exits): never carried on as if nothing happened.
   const bool default_action = WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;

@@ -260,7 +260,8 @@ TEST(Queue, AHolderKilledWithTheLockDoesNotStallOthers) {
   auto m = open_queue_file(d.file("dead"), 4096);
   ASSERT_TRUE(m);
   ASSERT_EQ(push(*m, "before"), Error());
-  const pid_t child = ::fork();
+  Children kids;
+  const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     // Take the queue's lock the way a push does, then die holding it.
@@ -273,9 +274,8 @@ TEST(Queue, AHolderKilledWithTheLockDoesNotStallOthers) {
     if (!st || *st != LockState::acquired) ::_exit(3);
     ::kill(::getpid(), SIGKILL);
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the child must die holding the lock";
+  const int status = kids.wait(child);
+  ASSERT_TRUE(status >= 0 && WIFSIGNALED(status)) << "the child must die holding the lock";
   ASSERT_EQ(push(*m, "after"), Error()) << "the next taker repairs and goes on";
   EXPECT_EQ(pop(*m), "before");
   EXPECT_EQ(pop(*m), "after");
@@ -330,7 +330,8 @@ TEST(Queue, ALockTakenFromADeadHolderStaysUsableAfterAnEarlyReturn) {
   auto m = open_queue_file(f, 4096);
   ASSERT_TRUE(m);
   ASSERT_EQ(push(*m, "before"), Error());
-  const pid_t child = ::fork();
+  Children kids;
+  const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     OpenOptions o;
@@ -342,9 +343,8 @@ TEST(Queue, ALockTakenFromADeadHolderStaysUsableAfterAnEarlyReturn) {
     if (!st || *st != LockState::acquired) ::_exit(3);
     ::kill(::getpid(), SIGKILL);
   }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status));
+  int status = kids.wait(child);
+  ASSERT_TRUE(status >= 0 && WIFSIGNALED(status));
   // Damage both state slots: the repair the dead holder calls for fails.
   const std::string good = read_file(f, 0, queue::kHeaderSize);
   std::string bad = good;
@@ -362,23 +362,15 @@ TEST(Queue, ALockTakenFromADeadHolderStaysUsableAfterAnEarlyReturn) {
   }
   // In a child with a deadline, so a lock that never returns fails the test
   // instead of hanging it.
-  const pid_t taker = ::fork();
+  const pid_t taker = kids.fork();
   ASSERT_GE(taker, 0);
   if (taker == 0) {
     auto q = open_queue_file(f, 4096);
     ::_exit(q && !push(*q, "after") ? 0 : 4);
   }
-  int waited = 0;
-  while (::waitpid(taker, &status, WNOHANG) == 0 && waited < 1000) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ++waited;
-  }
-  if (waited >= 1000) {
-    ::kill(taker, SIGKILL);
-    ::waitpid(taker, &status, 0);
-    FAIL() << "the next taker hung on the lock";
-  }
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  status = kids.wait(taker, std::chrono::seconds(10));
+  ASSERT_NE(status, -1) << "the next taker hung on the lock";
+  EXPECT_TRUE(exited_ok(status)) << status;
   EXPECT_EQ(pop(*m), "before");
   EXPECT_EQ(pop(*m), "after");
 }
@@ -393,7 +385,8 @@ TEST(Queue, AnOpenerNeverStealsALockThatAnotherLiveHandleHolds) {
   ASSERT_TRUE(open_queue_file(f, 4096));
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
-  const pid_t child = ::fork();
+  Children kids;
+  const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     auto q = open_queue_file(f, 4096);
@@ -418,8 +411,7 @@ TEST(Queue, AnOpenerNeverStealsALockThatAnotherLiveHandleHolds) {
   EXPECT_EQ(q->push(queue::kBinary, "x", 1, Wait::no).code(), Errc::ebusy) << "the lock was taken over";
   q->close();
   ::kill(child, SIGKILL);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  (void)kids.wait(child);
   ::close(ready[0]);
   ::close(ready[1]);
   // Alone with the file now: the lock is renewed whatever state it was left in.
@@ -438,9 +430,10 @@ TEST(Queue, SeveralProcessesPopEveryItemExactlyOnceInProducerOrder) {
   ASSERT_TRUE(m);
   const int per_producer = std::getenv("EMMAP_TEST_UNDER_VALGRIND") ? 300 : 5000;
   constexpr int kProducers = 2, kConsumers = 2;
-  std::vector<pid_t> kids;
+  Children kids;
+  std::vector<pid_t> producers, consumers;
   for (int p = 0; p < kProducers; ++p) {
-    const pid_t pid = ::fork();
+    const pid_t pid = kids.fork();
     if (pid == 0) {
       auto q = open_queue_file(d.file("mp"), cap);
       if (!q) ::_exit(2);
@@ -450,37 +443,35 @@ TEST(Queue, SeveralProcessesPopEveryItemExactlyOnceInProducerOrder) {
       }
       ::_exit(0);
     }
-    kids.push_back(pid);
+    producers.push_back(pid);
   }
-  // Consumers write what they popped, in order, to files of their own.
+  // Consumers write what they popped, in order, to files of their own, and
+  // stop at a "stop" item (pushed once the producers are done: no guess
+  // from an empty queue, which a slow producer on a busy machine fools).
   for (int c = 0; c < kConsumers; ++c) {
-    const pid_t pid = ::fork();
+    const pid_t pid = kids.fork();
     if (pid == 0) {
       auto q = open_queue_file(d.file("mp"), cap);
       if (!q) ::_exit(2);
       std::string log;
-      int idle = 0;
-      while (idle < 2000) {
+      for (;;) {
         auto r = q->take(queue::Take::pop);
         if (!r) ::_exit(4);
         if (!*r) {
-          ++idle;
           std::this_thread::sleep_for(std::chrono::microseconds(200));
           continue;
         }
-        idle = 0;
+        if ((*r)->data == "stop") break;
         log += (*r)->data + "\n";
       }
       write_file(d.file("consumer" + std::to_string(c)), log);
       ::_exit(0);
     }
-    kids.push_back(pid);
+    consumers.push_back(pid);
   }
-  for (pid_t k : kids) {
-    int status = 0;
-    ASSERT_EQ(::waitpid(k, &status, 0), k);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  }
+  for (pid_t k : producers) EXPECT_TRUE(exited_ok(kids.wait(k)));
+  for (int c = 0; c < kConsumers; ++c) ASSERT_EQ(push(*m, "stop"), Error());
+  for (pid_t k : consumers) EXPECT_TRUE(exited_ok(kids.wait(k)));
   std::map<std::string, int> seen;
   for (int c = 0; c < kConsumers; ++c) {
     const std::string log = read_file(d.file("consumer" + std::to_string(c)), 0, 64 << 20);

@@ -4,10 +4,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -44,6 +49,51 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Every process a test forks is reaped, pass or fail: whatever still runs
+// when the test ends (an ASSERT returned early, a child hung) is killed.
+class Children {
+ public:
+  Children() = default;
+  Children(const Children&) = delete;
+  Children& operator=(const Children&) = delete;
+  ~Children() {
+    for (pid_t p : pids_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+  }
+  // fork(2); the parent remembers the child.
+  pid_t fork() {
+    const pid_t p = ::fork();
+    if (p > 0) pids_.push_back(p);
+    return p;
+  }
+  // Waits for `p` at most `limit`; its wait status, or -1 when it had to be
+  // killed (it is reaped either way).
+  int wait(pid_t p, std::chrono::milliseconds limit = std::chrono::seconds(300)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    for (;;) {
+      const pid_t r = ::waitpid(p, &status, WNOHANG);
+      if (r == p) break;
+      if (r < 0 || std::chrono::steady_clock::now() > deadline) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, 0);
+        status = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    pids_.erase(std::remove(pids_.begin(), pids_.end(), p), pids_.end());
+    return status;
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+inline bool exited_ok(int status) { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 
 inline bool exists(const std::string& p) {
   struct stat st {};
