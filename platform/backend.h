@@ -155,6 +155,11 @@ class MappingBackend {
   virtual Error unreserve_tail(void* at, std::size_t len) noexcept = 0;
   // Gives the whole reservation back to the OS. Errors: einval.
   virtual Error release(void* base, std::size_t len) noexcept = 0;
+  // Whether every page of [addr, addr+len) is mapped (with any protection).
+  // A failed MAP_FIXED call (map_into, zero_fill, unreserve_tail) may have
+  // unmapped its range before failing (Linux before 6.12 does): this tells
+  // the core whether a hole was left. Errors: einval.
+  virtual Result<bool> probe_mapped(void* addr, std::size_t len) const noexcept = 0;
 
   // ---- data --------------------------------------------------------------
   // Makes [addr, addr+len) durable: when this returns ok the bytes are on
@@ -195,15 +200,26 @@ class MappingBackend {
 // The backend this build was configured with (a process-wide singleton).
 std::shared_ptr<MappingBackend> make_backend();
 
-// ---- truncation under the map (SIGBUS) ---------------------------------------
-// Guards [base, base+len): if a page there is lost because the file shrank,
-// touching it no longer kills the process: the page becomes a private zero
-// page, *truncated is set, and t_sigbus_hit is set on the touching thread.
-// Returns a token for unguard_range (-1: not guarded, e.g. too many maps).
+// ---- faults under the map (SIGBUS, SIGSEGV) -------------------------------------
+// Guards [base, base+len): a fault there no longer kills the process. A page
+// lost because the file shrank (or poisoned by a hardware memory error, or
+// a hole a failed MAP_FIXED left) becomes a private zero page, the kind of
+// fault is noted in t_fault on the touching thread, and for a lost page
+// *truncated is set. Returns a token for unguard_range (-1: not guarded,
+// e.g. too many maps). See platform/posix/sigbus.h.
 int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexcept;
 void unguard_range(int token) noexcept;
-// Set on a thread whose access just hit a lost page; the core clears it.
-extern thread_local bool t_sigbus_hit __attribute__((tls_model("initial-exec")));
+// Lost pages at or past `from` are ones the core gave up on purpose: they
+// get zero pages without marking the range truncated. nullptr: none.
+void guard_quiet_from(int token, void* from) noexcept;
+enum FaultKind : std::uint8_t {
+  kFaultNone = 0,
+  kFaultLost = 1,      // the file shrank under the map: {error, sigbus}
+  kFaultHardware = 2,  // a hardware memory error (BUS_MCEERR_AR): {error, eio}
+  kFaultHole = 3,      // an unmapped page inside our range: {error, efault}
+};
+// Set on a thread whose access just faulted; the core clears it.
+extern thread_local std::uint8_t t_fault __attribute__((tls_model("initial-exec")));
 
 // Asymmetric memory barrier for the core's AccessGate. When available,
 // heavy_barrier() makes every thread of the process execute a full memory

@@ -34,8 +34,46 @@ class Mapping::FileLife {
 };
 
 Region::~Region() {
-  unguard_range(guard_);  // before the range can be handed to somebody else
+  for (int& g : guards_) unguard_range(g);  // before the range can be handed to somebody else
+  if (leak_) return;                        // pieces of it may be somebody else's
+  if (lost_to_ > lost_from_) {
+    char* const end = alloc_ + alloc_len_;
+    if (base_ + lost_from_ > alloc_) (void)backend_->release(alloc_, static_cast<std::size_t>(base_ + lost_from_ - alloc_));
+    if (end > base_ + lost_to_) (void)backend_->release(base_ + lost_to_, static_cast<std::size_t>(end - (base_ + lost_to_)));
+    return;
+  }
   (void)backend_->release(alloc_, alloc_len_);
+}
+
+void Region::guard() noexcept {
+  if (!guarded_) return;
+  int fresh[kMaxGuards] = {-1, -1};
+  int n = 0;
+  auto piece = [&](char* from, char* to) {
+    if (to > from && n < kMaxGuards) fresh[n++] = guard_range(from, static_cast<std::size_t>(to - from), &truncated_);
+  };
+  if (lost_taken_) {
+    if (!leak_) {
+      piece(alloc_, base_ + lost_from_);
+      piece(base_ + lost_to_, alloc_ + alloc_len_);
+    }
+  } else {
+    piece(alloc_, alloc_ + alloc_len_);
+  }
+  for (int& g : guards_) unguard_range(g);  // the new guards are in place first: no moment unguarded
+  for (int i = 0; i < kMaxGuards; ++i) guards_[i] = fresh[i];
+}
+
+void Region::lose(std::size_t from, std::size_t to, bool taken) noexcept {
+  if (lost_to_ > lost_from_) {
+    leak_ = true;  // a second one: keep no account, release nothing
+  } else {
+    lost_from_ = from;
+    lost_to_ = to;
+  }
+  lost_taken_ = lost_taken_ || taken;
+  reserved_ = std::min(reserved_, from);
+  guard();
 }
 
 std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::size_t page) noexcept {
@@ -104,11 +142,33 @@ Result<std::shared_ptr<Region>> Mapping::new_region(std::size_t map_len, void* a
     return Error(Errc::enomem);
   }
   if (map_len > 0) {
-    if (Error e = backend_->map_into(base, request(0, map_len))) return e;
+    if (Error e = backend_->map_into(base, request(0, map_len))) return e;  // the region goes, mapped or not
+    if (options_.mlock) {
+      if (Error e = backend_->lock(base, map_len)) return e;
+    }
   }
-  // Only a file can lose pages under the map.
-  if (fd_ != kNoFile) region->guard_ = guard_range(alloc, want + slack, &region->truncated_);
+  region->readable_ = map_len;
+  region->guarded_ = true;
+  region->guard();
   return region;
+}
+
+void Mapping::restore(std::size_t from, std::size_t to) noexcept {
+  Region& r = *region_;
+  char* const base = r.base_;
+  auto whole = backend_->probe_mapped(base + from, to - from);
+  if (whole && *whole) return;  // the failure changed nothing (Linux 6.12+, or it failed early)
+  // A hole: take it back while it is free (exactly there, never over
+  // somebody else's memory), then put zeros where reads were allowed.
+  auto back = backend_->reserve(to - from, base + from);
+  if (back) {
+    const std::size_t zero_to = std::min(to, std::max(from, r.readable_));
+    if (zero_to > from) (void)backend_->zero_fill(base + from, zero_to - from);  // else the guard answers reads
+    return;
+  }
+  // eexist: somebody mapped into the hole meanwhile. Anything else: it is
+  // still free, we just could not map it.
+  r.lose(from, to, back.error() == Errc::eexist);
 }
 
 Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offset, std::uint64_t length,
@@ -209,12 +269,6 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   }
   auto region = m->new_region(map_len, reinterpret_cast<void*>(o.address));
   if (!region) return fail(region.error());
-  if (o.mlock && map_len > 0) {
-    if (Error e = backend->lock((*region)->base(), map_len)) {
-      region->reset();
-      return fail(e);
-    }
-  }
   m->region_ = std::move(*region);
   m->data_ = m->region_->base() + m->delta_;
   m->size_ = len;
@@ -293,7 +347,7 @@ Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::
     case AtomicOp::xor_: old = a.fetch_xor(v); break;
     case AtomicOp::xchg: old = a.exchange(v); break;
   }
-  if (access_faulted()) return Error(Errc::sigbus);
+  if (Error e = access_faulted()) return e;
   return old;
 }
 
@@ -305,7 +359,7 @@ Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std
   if (!p) return p.error();
   std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
   const bool swapped = a.compare_exchange_strong(expected, desired);
-  if (access_faulted()) return Error(Errc::sigbus);
+  if (Error e = access_faulted()) return e;
   return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
 }
 
@@ -315,7 +369,7 @@ Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
   auto p = check_atomic(pos, false);
   if (!p) return p.error();
   const std::int64_t v = std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
-  if (access_faulted()) return Error(Errc::sigbus);
+  if (Error e = access_faulted()) return e;
   return v;
 }
 
@@ -325,7 +379,7 @@ Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexc
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).store(value);
-  if (access_faulted()) return Errc::sigbus;
+  if (Error e = access_faulted()) return e;
   return {};
 }
 
@@ -362,9 +416,16 @@ Result<std::uint64_t> Mapping::ensure_size(std::uint64_t min_size, bool grow_fil
 }
 
 Result<std::uint64_t> Mapping::grow() noexcept {
-  const std::uint64_t next = resize_policy(size(), options_.max_inc_size, backend_->page_size());
-  if (next == 0) return Error(Errc::efbig);
-  return resize(next);
+  // The size is read under the same exclusive gate as the resize: two
+  // concurrent grows never set a size below one already reached.
+  gate_.lock();
+  Result<std::uint64_t> r = Error(Errc::closed);
+  if (region_) {
+    const std::uint64_t next = resize_policy(size_, options_.max_inc_size, backend_->page_size());
+    r = next == 0 ? Result<std::uint64_t>(Error(Errc::efbig)) : resize_locked(next);
+  }
+  gate_.unlock();
+  return r;
 }
 
 Result<std::uint64_t> Mapping::follow_file() noexcept {
@@ -400,66 +461,109 @@ Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size, bool change
   if (new_size == size_) return new_size;
   const std::size_t gran = granularity();
   const std::size_t new_map = new_size == 0 ? 0 : round_up(delta_ + new_size, gran);
-  const std::uint64_t user_offset = aligned_offset_ + delta_;
-
   std::uint64_t file_size = 0;
   if (fd_ != kNoFile) {
     auto st = backend_->stat_file(fd_);
     if (!st) return st.error();
     file_size = st->size;
-    if (user_offset + new_size > file_size) {
-      if (!change_file) return Error(Errc::einval);  // the file changed again meanwhile
-      if (!options_.write) return Error(Errc::eacces);
-      if (Error e = backend_->allocate(fd_, file_size, user_offset + new_size - file_size)) return e;
+  }
+  return new_size > size_ ? grow_locked(new_size, new_map, file_size, change_file)
+                          : shrink_locked(new_size, new_map, file_size, change_file);
+}
+
+// Growth: the file (blocks reserved), then the address space (in place,
+// in an extended reservation, or in a new generation). Any failure leaves
+// the map as it was and gives the file its old length back.
+Result<std::uint64_t> Mapping::grow_locked(std::uint64_t new_size, std::size_t new_map, std::uint64_t file_size,
+                                           bool change_file) noexcept {
+  const std::uint64_t user_offset = aligned_offset_ + delta_;
+  bool grew_file = false;
+  if (fd_ != kNoFile && user_offset + new_size > file_size) {
+    if (!change_file) return Error(Errc::einval);  // the file changed again meanwhile
+    if (!options_.write) return Error(Errc::eacces);
+    grew_file = true;
+    if (Error e = backend_->allocate(fd_, file_size, user_offset + new_size - file_size)) {
+      (void)backend_->set_file_size(fd_, file_size);  // a partial allocation may have lengthened it
+      return e;
     }
   }
-
-  char* base = region_->base();
-  // Keep a guard page after the map: grow in place only while it fits.
-  bool in_place = new_map < region_->reserved_;
-  if (!in_place && options_.address == 0 && backend_->capabilities().extend_in_place) {
-    const std::size_t want = new_map + std::max<std::size_t>(new_map, kHeadroom) + gran;
-    if (region_->alloc_ + region_->alloc_len_ == base + region_->reserved_ &&
-        !backend_->extend_reservation(region_->alloc_, region_->alloc_len_,
-                                      region_->alloc_len_ + (want - region_->reserved_))) {
-      region_->alloc_len_ += want - region_->reserved_;
-      region_->reserved_ = want;
-      if (region_->guard_ >= 0) {  // the guard follows the grown reservation
-        unguard_range(region_->guard_);
-        region_->guard_ = guard_range(region_->alloc_, region_->alloc_len_, &region_->truncated_);
+  auto fail = [&](Error e) -> Result<std::uint64_t> {
+    if (grew_file) (void)backend_->set_file_size(fd_, file_size);
+    return e;
+  };
+  if (new_map > mapped_len_) {
+    Region& r = *region_;
+    const std::size_t gran = granularity();
+    // Keep a guard page after the map: grow in place only while it fits.
+    bool in_place = new_map < r.reserved_;
+    if (!in_place && options_.address == 0 && backend_->capabilities().extend_in_place && !r.leak_ &&
+        r.lost_to_ == 0 && r.alloc_ + r.alloc_len_ == r.base_ + r.reserved_) {
+      const std::size_t want = new_map + std::max<std::size_t>(new_map, kHeadroom) + gran;
+      const std::size_t more = want - r.reserved_;
+      if (!backend_->extend_reservation(r.alloc_, r.alloc_len_, r.alloc_len_ + more)) {
+        r.alloc_len_ += more;
+        r.reserved_ = want;
+        r.guard();  // the grown reservation is guarded before the old guard goes
+        in_place = true;
       }
-      in_place = true;
+    }
+    if (in_place) {
+      char* const base = r.base_;
+      if (Error e = backend_->map_into(base + mapped_len_, request(mapped_len_, new_map))) {
+        restore(mapped_len_, new_map);
+        return fail(e);
+      }
+      if (options_.mlock) {
+        if (Error e = backend_->lock(base + mapped_len_, new_map - mapped_len_)) {
+          // Not what was asked for: back to zeros / reservation, as before.
+          const std::size_t zero_to = std::min(new_map, std::max(mapped_len_, r.readable_));
+          Error z = zero_to > mapped_len_ ? backend_->zero_fill(base + mapped_len_, zero_to - mapped_len_) : Error();
+          Error u = new_map > zero_to ? backend_->unreserve_tail(base + zero_to, new_map - zero_to) : Error();
+          if (z || u) restore(mapped_len_, new_map);
+          return fail(e);
+        }
+      }
+      r.readable_ = std::max(r.readable_, new_map);
+      for (int g : r.guards_) guard_quiet_from(g, nullptr);  // remapped: a lost page is news again
+    } else {
+      if (options_.address != 0) return fail(Errc::enomem);  // a fixed map cannot move
+      auto fresh = new_region(new_map, nullptr);
+      if (!fresh) return fail(fresh.error());
+      // Private and anonymous memory lives only in the old generation: carry
+      // it over. Shared file pages are the same page-cache pages already.
+      if (fd_ == kNoFile || options_.sharing == Sharing::private_)
+        std::memcpy((*fresh)->base() + delta_, data_, size_);
+      region_ = std::move(*fresh);  // the old one lives on while pinned
+      data_ = region_->base() + delta_;
     }
   }
+  mapped_len_ = std::max(mapped_len_, new_map);
+  size_ = new_size;
+  size_seen_.store(new_size, std::memory_order_relaxed);
+  return new_size;
+}
 
-  if (in_place) {
-    if (new_map > mapped_len_) {
-      if (Error e = backend_->map_into(base + mapped_len_, request(mapped_len_, new_map))) return e;
-      if (options_.mlock) (void)backend_->lock(base + mapped_len_, new_map - mapped_len_);
-    } else if (new_map < mapped_len_) {
-      // Readable zeros, not a hole: a view taken before the shrink stays safe.
-      if (Error e = backend_->zero_fill(base + new_map, mapped_len_ - new_map)) return e;
-    }
-  } else {
-    if (options_.address != 0) return Error(Errc::enomem);  // a fixed map cannot move
-    auto fresh = new_region(new_map, nullptr);
-    if (!fresh) return fresh.error();
-    // Private and anonymous memory lives only in the old generation: carry
-    // it over. Shared file pages are the same page-cache pages already.
-    if (fd_ == kNoFile || options_.sharing == Sharing::private_)
-      std::memcpy((*fresh)->base() + delta_, data_, std::min<std::uint64_t>(size_, new_size));
-    region_ = std::move(*fresh);  // the old one lives on while pinned
-    base = region_->base();
-    data_ = base + delta_;
-  }
-
+// Shrinking: the file first (a shrink the file refuses changes nothing),
+// then the tail of the map becomes read-only zero pages, so a view taken
+// before stays readable. Should that fail, the tail stays mapped past the
+// file's new end: the fault guard hands out zero pages there quietly.
+Result<std::uint64_t> Mapping::shrink_locked(std::uint64_t new_size, std::size_t new_map, std::uint64_t file_size,
+                                             bool change_file) noexcept {
+  const std::uint64_t user_offset = aligned_offset_ + delta_;
   // Give the file back its bytes only where we made them: a shared,
   // writable map that reached the end of the file.
-  if (change_file && fd_ != kNoFile && new_size < size_ && options_.write && options_.sharing != Sharing::private_ &&
+  if (change_file && fd_ != kNoFile && options_.write && options_.sharing != Sharing::private_ &&
       user_offset + size_ >= file_size) {
     if (Error e = backend_->set_file_size(fd_, user_offset + new_size)) return e;
   }
-  mapped_len_ = new_map;
+  if (new_map < mapped_len_) {
+    Region& r = *region_;
+    if (backend_->zero_fill(r.base_ + new_map, mapped_len_ - new_map)) {
+      restore(new_map, mapped_len_);
+      for (int g : r.guards_) guard_quiet_from(g, r.base_ + new_map);
+    }
+    mapped_len_ = new_map;
+  }
   size_ = new_size;
   size_seen_.store(new_size, std::memory_order_relaxed);
   return new_size;

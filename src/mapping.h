@@ -214,8 +214,18 @@ class Mapping {
   class FileLife;
   Mapping() = default;
 
-  // A fresh reservation able to hold `map_len` bytes plus head-room.
+  // A fresh reservation able to hold `map_len` bytes plus head-room, the file
+  // mapped into it (and locked with `mlock`). On failure nothing is left.
   Result<std::shared_ptr<Region>> new_region(std::size_t map_len, void* at) noexcept;
+  // After a failed map_into/zero_fill over [from, to) of the current region:
+  // puts back what was there (zero pages below the readable end, the
+  // inaccessible reservation above it), or gives the range up if a hole the
+  // failure left cannot be taken back.
+  void restore(std::size_t from, std::size_t to) noexcept;
+  Result<std::uint64_t> grow_locked(std::uint64_t new_size, std::size_t new_map, std::uint64_t file_size,
+                                    bool change_file) noexcept;
+  Result<std::uint64_t> shrink_locked(std::uint64_t new_size, std::size_t new_map, std::uint64_t file_size,
+                                      bool change_file) noexcept;
   // With `change_file` false the file is left as it is (follow_file).
   Result<std::uint64_t> resize_locked(std::uint64_t new_size, bool change_file = true) noexcept;
   Result<char*> check_atomic(std::uint64_t pos, bool write) noexcept;
@@ -225,11 +235,13 @@ class Mapping {
   // Inside the gate, before touching the map: a truncated map is refused,
   // and the thread's fault note is cleared.
   Error begin_access() const noexcept;
-  // After touching it: did a page turn out lost (SIGBUS caught)?
-  static bool access_faulted() noexcept {
-    if (!t_sigbus_hit) return false;
-    t_sigbus_hit = false;
-    return true;
+  // After touching it: did a page fault (caught by the guard)? The error
+  // for the kind of fault, or ok.
+  static Error access_faulted() noexcept {
+    const std::uint8_t kind = t_fault;
+    if (kind == kFaultNone) return {};
+    t_fault = kFaultNone;
+    return kind == kFaultHardware ? Errc::eio : kind == kFaultHole ? Errc::efault : Errc::sigbus;
   }
 
   std::shared_ptr<MappingBackend> backend_;
@@ -280,19 +292,36 @@ class Region : public std::enable_shared_from_this<Region> {
 
  private:
   friend class Mapping;
+  // Guards what is ours of [alloc_, alloc_ + alloc_len_) against SIGBUS and
+  // SIGSEGV: the pieces outside the lost range. Guards the new range before
+  // the old one is let go, so no moment is unguarded.
+  void guard() noexcept;
+  // [from, to) (from base) is no longer reliably ours: a failed MAP_FIXED
+  // left a hole there that could not be taken back. It is never mapped or
+  // released again, and nothing past `from` is used for growth. With
+  // `taken` somebody else has mapped into it: it is not guarded either;
+  // otherwise the guard still answers stray reads with zero pages.
+  void lose(std::size_t from, std::size_t to, bool taken) noexcept;
+
+  static constexpr int kMaxGuards = 2;
   std::shared_ptr<MappingBackend> backend_;
   char* alloc_;
   std::size_t alloc_len_;
   char* base_;
   std::size_t reserved_;
+  std::size_t readable_ = 0;  // [base_, base_ + readable_) maps the file, then zero pages (after a shrink)
   std::shared_ptr<void> keep_;  // the file's life (auto_unlink), shared by all generations
   std::atomic<bool> truncated_{false};
-  int guard_ = -1;  // token of the SIGBUS guard over [alloc_, alloc_ + alloc_len_)
+  bool guarded_ = false;        // the range asked for a guard (file maps only)
+  int guards_[kMaxGuards] = {-1, -1};
+  std::size_t lost_from_ = 0, lost_to_ = 0;  // at most one lost range; more: leaked whole
+  bool lost_taken_ = false;                    // somebody else mapped into it: unguarded
+  bool leak_ = false;
 };
 
 inline Error Mapping::begin_access() const noexcept {
   if (region_->truncated()) return Errc::truncated;
-  t_sigbus_hit = false;
+  t_fault = kFaultNone;
   return {};
 }
 
@@ -306,7 +335,7 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
   if (pos >= size_) return Error(Errc::eof);
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
   auto r = f(static_cast<const char*>(data_ + pos), n, *region_);
-  if (access_faulted()) return Error(Errc::sigbus);
+  if (Error e = access_faulted()) return e;
   return r;
 }
 
@@ -318,7 +347,7 @@ auto Mapping::with_map(F&& f, bool for_write, Wait w) noexcept -> decltype(f(nul
   if (for_write && !options_.write) return Error(Errc::eacces);
   if (Error e = begin_access()) return e;
   auto r = f(data_, size_);
-  if (access_faulted()) return Error(Errc::sigbus);
+  if (Error e = access_faulted()) return e;
   return r;
 }
 
@@ -332,7 +361,7 @@ auto Mapping::with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w) n
   if (Error e = begin_access()) return e;
   if (pos > size_ || len > size_ - pos) return Error(Errc::einval);
   auto r = f(data_ + pos, len);
-  if (access_faulted()) return Error(Errc::sigbus);
+  if (Error e = access_faulted()) return e;
   return r;
 }
 

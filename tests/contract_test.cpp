@@ -740,6 +740,74 @@ TEST(Space, FileSizeLimitIsEfbigNotSigxfsz) {
   EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
 }
 
+// Issue 9, case 1: under RLIMIT_FSIZE a shrink answered efbig (the limit
+// was checked for shrinks too) after the tail had already become zero
+// pages: the map still said the old size, reads there gave zeros while the
+// file held the data, and the next write there crashed the process. A
+// shrink is not limited by the file-size limit, and completes.
+TEST(Space, ShrinkUnderAFileSizeLimitCompletes) {
+  TempDir d;
+  const std::string data = pattern(4 << 20);
+  write_file(d.file("limit"), data);
+  const int rc = in_child([&] {
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(d.file("limit"), 0, 0, o);
+    if (!r) return 10;
+    struct rlimit rl {1 << 20, 1 << 20};
+    if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 11;
+    Mapping& m = *r->mapping;
+    if (!can_resize()) return m.resize(2 << 20).error() == Errc::fixed_size ? 0 : 12;
+    auto s = m.resize(2 << 20);
+    if (!s.ok()) return 13;
+    if (m.size() != 2u << 20 || file_size(d.file("limit")) != 2u << 20) return 14;
+    std::string got(2 << 20, '\0');
+    if (!m.read(0, got.data(), got.size()).ok() || got != data.substr(0, 2 << 20)) return 15;
+    if (m.write((3 << 20) / 2, "x", 1)) return 16;  // in the map: lands
+    if (m.write(3 << 20, "x", 1) != Errc::einval) return 17;  // past it: refused, no crash
+    if (m.resize(3 << 20).error() != Errc::efbig) return 18;  // growth is limited
+    if (m.size() != 2u << 20) return 19;
+    return 0;
+  });
+  EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
+}
+
+// Issue 9, case 2: grow() read the size outside the exclusive gate, so
+// concurrent callers could set a size below one already reached (a
+// truncation nobody asked for). Every grow adds exactly one step.
+TEST(Races, ConcurrentGrowsNeverShrink) {
+  TempDir d;
+  OpenOptions o = rw_create(4096);
+  o.max_inc_size = 4096;  // each grow adds 4 KiB
+  auto m = open_ok(d.file("grow"), 0, 0, o);
+  ASSERT_TRUE(m);
+  if (!can_resize()) {
+    EXPECT_EQ(m->grow().error(), Errc::fixed_size);
+    return;
+  }
+  const int threads = 4, per_thread = std::getenv("EMMAP_TEST_UNDER_VALGRIND") ? 100 : 2000;
+  std::atomic<bool> shrank{false}, failed{false};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&] {
+      std::uint64_t seen = 0;
+      for (int i = 0; i < per_thread; ++i) {
+        auto r = m->grow();
+        if (!r) {
+          failed = true;
+          return;
+        }
+        if (*r <= seen) shrank = true;  // this thread saw a larger size before
+        seen = std::max(seen, m->size());
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_FALSE(failed);
+  EXPECT_FALSE(shrank) << "a grow set a size below one already reached";
+  EXPECT_EQ(m->size(), 4096u + std::uint64_t{threads} * per_thread * 4096);
+  EXPECT_EQ(file_size(d.file("grow")), m->size());
+}
+
 TEST(Space, FullFileSystemIsEnospcAtOpenAndResize) {
   TempDir d;
   const int rc = in_child([&] {

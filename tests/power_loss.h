@@ -192,6 +192,7 @@ class PowerLossBackend final : public MappingBackend {
     disk_size_ = cur.size();
     return {};
   }
+  Result<bool> probe_mapped(void* a, std::size_t l) const noexcept override { return real_->probe_mapped(a, l); }
   Error advise(void* a, std::size_t l, Advice ad) noexcept override {
     tick();
     return real_->advise(a, l, ad);

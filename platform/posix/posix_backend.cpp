@@ -26,6 +26,7 @@ int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexc
   return sigbus::guard(base, len, truncated);
 }
 void unguard_range(int token) noexcept { sigbus::unguard(token); }
+void guard_quiet_from(int token, void* from) noexcept { sigbus::set_quiet_from(token, from); }
 
 // Backends without an asynchronous path say so; the core then syncs on a
 // background thread of its own.
@@ -115,7 +116,12 @@ Error PosixBackend::check_file_size_limit(std::uint64_t size) noexcept {
 }
 
 Error PosixBackend::set_file_size(FileId fd, std::uint64_t size) noexcept {
-  if (Error e = check_file_size_limit(size)) return e;
+  // RLIMIT_FSIZE only bounds growth: a shrink under a smaller limit is fine.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return last_error();
+  if (size > static_cast<std::uint64_t>(st.st_size)) {
+    if (Error e = check_file_size_limit(size)) return e;
+  }
   if (retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(size)); }) != 0)
     return last_error();
   return {};
@@ -231,13 +237,9 @@ Error PosixBackend::map_into(void* at, const MapRequest& req) noexcept {
   if (req.fd == kNoFile) flags |= MAP_ANONYMOUS;
   void* p = ::mmap(at, req.length, prot_for(req.writable), flags, req.fd,
                    static_cast<off_t>(req.file_offset));
-  if (p == MAP_FAILED) {
-    const Error e = last_error();
-    // The failed MAP_FIXED may have dropped what was at `at`: put the
-    // reservation back so the range stays ours and inaccessible.
-    (void)unreserve_tail(at, req.length);
-    return e;
-  }
+  // A failed MAP_FIXED may have dropped what was at `at` (before Linux
+  // 6.12): the core knows what belongs there and puts it back.
+  if (p == MAP_FAILED) return last_error();
   if (!caps_.populate && req.populate)
     (void)::posix_madvise(at, req.length, POSIX_MADV_WILLNEED);  // the hint degrades, it is never lost
   return {};
@@ -264,6 +266,24 @@ Error PosixBackend::unreserve_tail(void* at, std::size_t len) noexcept {
 Error PosixBackend::release(void* base, std::size_t len) noexcept {
   if (::munmap(base, len) != 0) return last_error();
   return {};
+}
+
+Result<bool> PosixBackend::probe_mapped(void* addr, std::size_t len) const noexcept {
+  // mincore(2) fails with ENOMEM when part of the range is not mapped; it
+  // looks at one page per vector byte, a few pages at a time here.
+  unsigned char vec[64];
+  auto* p = static_cast<char*>(addr);
+  const std::size_t chunk = sizeof vec * page_size_;
+  while (len > 0) {
+    const std::size_t n = std::min(len, chunk);
+    if (::mincore(p, n, reinterpret_cast<decltype(&vec[0])>(vec)) != 0) {
+      if (errno == ENOMEM) return false;
+      return last_error();
+    }
+    p += n;
+    len -= n;
+  }
+  return true;
 }
 
 Error PosixBackend::sync(void* addr, std::size_t len, FileId fd, bool /*map_sync*/) noexcept {

@@ -29,6 +29,7 @@ class PosixBackend : public MappingBackend {
   Error zero_fill(void* at, std::size_t len) noexcept override;
   Error unreserve_tail(void* at, std::size_t len) noexcept override;
   Error release(void* base, std::size_t len) noexcept override;
+  Result<bool> probe_mapped(void* addr, std::size_t len) const noexcept override;
 
   Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept override;
   Error advise(void* addr, std::size_t len, Advice advice) noexcept override;
