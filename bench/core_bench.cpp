@@ -127,9 +127,9 @@ void BM_sigbus_guard_emmap(benchmark::State& st) {
   std::size_t i = 0;
   for (auto _ : st) {
     if (truncated.load(std::memory_order_relaxed)) break;
-    emmap::t_sigbus_hit = false;
+    emmap::t_fault = emmap::kFaultNone;
     benchmark::DoNotOptimize(f.plain[f.small_offsets[i++ & 4095]]);
-    if (emmap::t_sigbus_hit) break;
+    if (emmap::t_fault != emmap::kFaultNone) break;
   }
 }
 

@@ -7,7 +7,7 @@
          patomic/4, patomic_cas/4, patomic_read/2, patomic_write/3,
          resize/1, resize/2, sync/3, sync_async/2, advise/4,
          block_init/2, block_store/2, block_read/2, block_free/2, block_scan/3, block_repair/3,
-         queue_open/4, queue_push/3, queue_pop/2, queue_length/1, queue_purge/1,
+         queue_open/6, queue_push/3, queue_pop/2, queue_length/1, queue_purge/1,
          queue_sync/1, queue_close/1, queue_info/1]).
 
 -on_load(init/0).
@@ -48,7 +48,7 @@ block_read(_H, _Addr) -> ?NIF.
 block_free(_H, _Addr) -> ?NIF.
 block_scan(_H, _Start, _Count) -> ?NIF.
 block_repair(_H, _Start, _Count) -> ?NIF.
-queue_open(_H, _InitialCapacity, _Durability, _FixedSize) -> ?NIF.
+queue_open(_H, _InitialCapacity, _Durability, _IntervalMs, _FixedSize, _AutoUnlink) -> ?NIF.
 queue_push(_Q, _Bin, _Kind) -> ?NIF.
 queue_pop(_Q, _Mode) -> ?NIF.
 queue_length(_Q) -> ?NIF.

@@ -12,8 +12,9 @@
 %%%   never            (default) nothing is forced to disk: a push survives the
 %%%                    death of any process, not a power loss
 %%%   always           every push and pop is on stable storage before it returns
-%%%   {interval, Ms}   the queue is synced every Ms milliseconds: a power loss
-%%%                    loses at most the last Ms of pushes and pops
+%%%   {interval, Ms}   the queue is synced every Ms milliseconds, for as long as
+%%%                    the queue is open (by any process): a power loss loses
+%%%                    at most the last Ms (plus one sync) of pushes and pops
 %%%
 %%% Used directly (open/push/pop) or through a gen_server (start_link/4,
 %%% enqueue/2, dequeue/1). Binaries are stored as they are; other terms go
@@ -29,8 +30,7 @@
 -export_type([queue/0, option/0]).
 
 -record(emq, {mem :: emmap:mmap_file(),
-              q :: reference(),
-              syncer :: pid() | undefined}).
+              q :: reference()}).
 
 -opaque queue() :: #emq{}.
 -type option() :: fixed_size | auto_unlink | {sync, never | always | {interval, pos_integer()}}
@@ -49,38 +49,43 @@
 -spec open(file:name_all(), non_neg_integer(), [option()]) -> {ok, queue()} | {error, term()}.
 open(File, InitialSize, Options) when is_integer(InitialSize), InitialSize >= 0, is_list(Options) ->
     proper_list(Options) orelse erlang:error(badarg, [File, InitialSize, Options]),
-    {Sync, Rest} = take_sync(Options),
-    case Sync of
-        {error, _} = E -> E;
-        _ ->
-            Capacity = max(InitialSize, 4096),
-            %% fixed_size belongs to the queue (full instead of growing): the
-            %% map itself must always be able to follow the file, which other
-            %% handles may grow or shrink.
-            MapOpts = [create, read, write, shared, fit, {size, ?HEADER + Capacity}
-                       | [O || O <- Rest, O =/= read, O =/= write, O =/= private, O =/= direct,
-                               O =/= fixed_size]],
-            case emmap:open(File, 0, 0, MapOpts) of
-                {ok, Mem, _} ->
-                    Durability = case Sync of {interval, _} -> interval; M -> M end,
-                    FixedSize = lists:member(fixed_size, Options),
-                    case emmap_nif:queue_open(element(3, Mem), Capacity, Durability, FixedSize) of
-                        {ok, Q, _Report} ->
-                            {ok, #emq{mem = Mem, q = Q, syncer = start_syncer(Sync, Q)}};
-                        {error, _} = E ->
-                            emmap:close(Mem),
-                            E
-                    end;
-                {error, _} = E -> E
-            end
+    case take_sync(Options) of
+        {{error, _} = E, _} -> E;
+        {Sync, Rest} -> open_queue(File, InitialSize, Options, Sync, Rest, 10)
     end;
 open(File, InitialSize, Options) ->
     erlang:error(badarg, [File, InitialSize, Options]).
 
+open_queue(File, InitialSize, Options, Sync, Rest, Tries) ->
+    Capacity = max(InitialSize, 4096),
+    %% fixed_size and auto_unlink belong to the queue (full instead of
+    %% growing; the last handle removes the file): the map itself must always
+    %% be able to follow the file, which other handles may grow or shrink.
+    MapOpts = [create, read, write, shared, fit, {size, ?HEADER + Capacity}
+               | [O || O <- Rest, O =/= read, O =/= write, O =/= private, O =/= direct,
+                       O =/= fixed_size, O =/= auto_unlink]],
+    case emmap:open(File, 0, 0, MapOpts) of
+        {ok, Mem, _} ->
+            {Durability, Ms} = case Sync of {interval, I} -> {interval, I}; M -> {M, 0} end,
+            case emmap_nif:queue_open(element(3, Mem), Capacity, Durability, Ms,
+                                      lists:member(fixed_size, Options), lists:member(auto_unlink, Options)) of
+                {ok, Q, _Report} ->
+                    {ok, #emq{mem = Mem, q = Q}};
+                {error, estale} when Tries > 0 ->
+                    %% The last handle of an auto_unlink queue removed the
+                    %% file while this one opened it: open the new one.
+                    emmap:close(Mem),
+                    open_queue(File, InitialSize, Options, Sync, Rest, Tries - 1);
+                {error, _} = E ->
+                    emmap:close(Mem),
+                    E
+            end;
+        {error, _} = E -> E
+    end.
+
 %% @doc Closes the queue (its items stay in the file).
 -spec close(queue()) -> ok.
-close(#emq{mem = Mem, q = Q, syncer = S}) ->
-    stop_syncer(S),
+close(#emq{mem = Mem, q = Q}) ->
     ok = emmap_nif:queue_close(Q),
     emmap:close(Mem);
 close(Q) -> erlang:error(badarg, [Q]).
@@ -88,29 +93,30 @@ close(Q) -> erlang:error(badarg, [Q]).
 %% @doc Appends `Term'. `{error, full}' when a `fixed_size' queue has no room.
 -spec push(queue(), term()) -> ok | {error, term()}.
 push(#emq{q = Q}, Bin) when is_binary(Bin) ->
-    emmap_nif:queue_push(Q, Bin, ?BINARY);
+    retry(fun() -> emmap_nif:queue_push(Q, Bin, ?BINARY) end);
 push(#emq{q = Q}, Term) ->
-    emmap_nif:queue_push(Q, term_to_binary(Term), ?TERM);
+    Bin = term_to_binary(Term),
+    retry(fun() -> emmap_nif:queue_push(Q, Bin, ?TERM) end);
 push(Q, Term) -> erlang:error(badarg, [Q, Term]).
 
 %% @doc Takes the oldest item; `nil' when the queue is empty.
 -spec pop(queue()) -> term() | nil | {error, term()}.
-pop(#emq{q = Q}) -> emmap_nif:queue_pop(Q, pop);
+pop(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_pop(Q, pop) end);
 pop(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc The oldest item, left in the queue; `nil' when empty.
 -spec peek(queue()) -> term() | nil | {error, term()}.
-peek(#emq{q = Q}) -> emmap_nif:queue_pop(Q, peek);
+peek(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_pop(Q, peek) end);
 peek(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc Like `pop/1'; when the queue becomes (or is) empty the file shrinks
 %% back to its initial size.
 -spec pop_and_purge(queue()) -> term() | nil | {error, term()}.
-pop_and_purge(#emq{q = Q}) -> emmap_nif:queue_pop(Q, purge);
+pop_and_purge(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_pop(Q, purge) end);
 pop_and_purge(Q) -> erlang:error(badarg, [Q]).
 
 -spec length(queue()) -> non_neg_integer() | {error, term()}.
-length(#emq{q = Q}) -> emmap_nif:queue_length(Q);
+length(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_length(Q) end);
 length(Q) -> erlang:error(badarg, [Q]).
 
 -spec is_empty(queue()) -> boolean() | {error, term()}.
@@ -122,17 +128,18 @@ is_empty(Q) ->
 
 %% @doc Drops every item and gives the space back.
 -spec purge(queue()) -> ok | {error, term()}.
-purge(#emq{q = Q}) -> emmap_nif:queue_purge(Q);
+purge(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_purge(Q) end);
 purge(Q) -> erlang:error(badarg, [Q]).
 
 %% @doc The queue's state: `length', `file_size', `capacity' (bytes of
 %% ring), `used' (bytes the items take), `epoch' (bumped by every
 %% recovery), `repairs' (lock holders that died holding the lock, repaired
-%% by the next taker, over the file's life) and `strict' (a handle with
-%% `{sync, always | interval}' has used the file).
+%% by the next taker, over the file's life), `strict' (a handle with
+%% `{sync, always | interval}' has used the file) and `syncs' (syncs this
+%% handle's `{interval, Ms}' timer completed).
 -spec info(queue()) -> map() | {error, term()}.
 info(#emq{mem = Mem, q = Q}) ->
-    case {emmap:info(Mem), emmap_nif:queue_info(Q)} of
+    case {emmap:info(Mem), retry(fun() -> emmap_nif:queue_info(Q) end)} of
         {#{size := Size}, #{count := N} = I} ->
             maps:remove(count, I#{length => N, file_size => Size});
         {{error, _} = E, _} -> E;
@@ -156,35 +163,19 @@ proper_list(L) ->
 is_sync({sync, _}) -> true;
 is_sync(_) -> false.
 
-%% {interval, Ms}: a helper makes the queue durable every Ms (what was
-%% committed when each sync began) until the queue is closed or its opener
-%% exits.
-start_syncer({interval, Ms}, Q) ->
-    Owner = self(),
-    spawn(fun() ->
-                  Ref = monitor(process, Owner),
-                  sync_loop(Ref, Q, Ms)
-          end);
-start_syncer(_, _) ->
-    undefined.
+%% The queue's lock may be held by another OS process (or a stuck one): a
+%% NIF waits for it only briefly on a dirty scheduler and answers ebusy;
+%% the waiting happens here, in the calling process, where it costs no
+%% scheduler.
+retry(F) -> retry(F, 0).
 
-sync_loop(Ref, Q, Ms) ->
-    receive
-        stop -> _ = emmap_nif:queue_sync(Q), ok;
-        {'DOWN', Ref, process, _, _} -> ok
-    after Ms ->
-        case emmap_nif:queue_sync(Q) of
-            ok -> sync_loop(Ref, Q, Ms);
-            {error, closed} -> ok;
-            {error, _} -> sync_loop(Ref, Q, Ms)
-        end
+retry(F, N) ->
+    case F() of
+        {error, ebusy} ->
+            timer:sleep(min(1 bsl min(N, 4), 16)),
+            retry(F, N + 1);
+        R -> R
     end.
-
-stop_syncer(undefined) -> ok;
-stop_syncer(Pid) ->
-    Ref = monitor(process, Pid),
-    Pid ! stop,
-    receive {'DOWN', Ref, process, Pid, _} -> ok after 5000 -> ok end.
 
 %%% ---------------------------------------------------------------------------
 %%% The queue behind a gen_server

@@ -348,7 +348,9 @@ drain_with(Q, Pop) ->
         X -> [X | drain_with(Q, Pop)]
     end.
 
-%% A worker VM: Ops random operations on File, each logged right after it
+%% A worker VM: at least Ops random operations on File, then more until the
+%% file File ++ "-stop" exists (so a test can kill it while it surely still
+%% runs), each logged right after it
 %% returned with a raw write ("p Seq" for a push, "c Producer Seq" for an
 %% item popped), so the log is what really happened, give or take the one
 %% operation in flight at a kill. Pushes vary in size, some large enough to
@@ -358,28 +360,34 @@ worker(File, Id, Ops, Seed, LogFile) ->
     {ok, Log} = file:open(LogFile, [raw, write, binary]),
     {ok, Q} = emmap_queue:open(File, 4096, []),
     io:format("ready~n"),
-    work(Q, Log, Id, 0, Ops),
+    work(Q, Log, Id, 0, Ops, File ++ "-stop"),
     ok = emmap_queue:close(Q),
     ok = file:close(Log),
     halt(0).
 
-work(_Q, _Log, _Id, _Seq, 0) -> ok;
-work(Q, Log, Id, Seq, Ops) ->
+work(Q, Log, Id, Seq, Ops, Stop) when Ops =< 0 ->
+    case filelib:is_file(Stop) of
+        true -> ok;
+        false -> work1(Q, Log, Id, Seq, Ops, Stop)
+    end;
+work(Q, Log, Id, Seq, Ops, Stop) -> work1(Q, Log, Id, Seq, Ops, Stop).
+
+work1(Q, Log, Id, Seq, Ops, Stop) ->
     case rand:uniform(100) of
         R when R =< 55 ->
             Size = case rand:uniform(20) of 1 -> 5000 + rand:uniform(20000); _ -> rand:uniform(300) end,
             ok = emmap_queue:push(Q, {Id, Seq, binary:copy(<<"w">>, Size)}),
             ok = file:write(Log, ["p ", integer_to_list(Seq), $\n]),
-            work(Q, Log, Id, Seq + 1, Ops - 1);
+            work(Q, Log, Id, Seq + 1, Ops - 1, Stop);
         R when R =< 97 ->
             Pop = case R =< 90 of true -> pop; false -> pop_and_purge end,
             pop_logged(Q, Log, Pop),
-            work(Q, Log, Id, Seq, Ops - 1);
+            work(Q, Log, Id, Seq, Ops - 1, Stop);
         _ ->
             %% A burst that drains the queue: the file shrinks back while the
             %% other workers' maps may still be large.
             drain_logged(Q, Log),
-            work(Q, Log, Id, Seq, Ops - 1)
+            work(Q, Log, Id, Seq, Ops - 1, Stop)
     end.
 
 pop_logged(Q, Log, Pop) ->
@@ -449,12 +457,13 @@ three_vms_grow_and_purge_one_file_test_() ->
     {timeout, 600, fun() -> with_vms(fun() ->
         [begin
              F = tmp("vms" ++ integer_to_list(Round)),
+             ok = file:write_file(F ++ "-stop", <<>>),
              Ids = [1, 2, 3],
              Ports = [vm(worker_eval(F, Id, 3000, Round)) || Id <- Ids],
              [?assertEqual({exit, 0}, wait_exit(P)) || P <- Ports],
              {Acked, _, _} = check_shared_run(F, Ids, []),
              ?assert(Acked > 3000),
-             [file:delete(X) || X <- [F | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]]
+             [file:delete(X) || X <- [F, F ++ "-stop" | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]]
          end || Round <- lists:seq(1, rounds(3))]
     end) end}.
 
@@ -494,6 +503,7 @@ big_push(File) ->
 
 kill_holder_round(Round) ->
     F = tmp("holder" ++ integer_to_list(Round)),
+    ok = file:write_file(F ++ "-stop", <<>>),
     {ok, Q} = emmap_queue:open(F, 4096, []),
     Ids = [1, 2],
     Workers = [vm(worker_eval(F, Id, 20000, Round)) || Id <- Ids],
@@ -512,7 +522,7 @@ kill_holder_round(Round) ->
     [ok = emmap_queue:push(Q2, X) || X <- Others],
     ok = emmap_queue:close(Q2),
     check_shared_run(F, Ids, []),
-    [file:delete(X) || X <- [F | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]],
+    [file:delete(X) || X <- [F, F ++ "-stop" | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]],
     Repairs.
 
 %% Workers killed with SIGKILL at random moments while the others go on:
@@ -523,14 +533,100 @@ kill9_random_workers_test_() ->
         [begin
              F = tmp("rkill" ++ integer_to_list(Round)),
              Ids = [1, 2, 3],
-             Ports = lists:zip(Ids, [vm(worker_eval(F, Id, 30000, Round)) || Id <- Ids]),
+             Ports = lists:zip(Ids, [vm(worker_eval(F, Id, 3000, Round)) || Id <- Ids]),
              [wait_line(P, "ready") || {_, P} <- Ports],
              timer:sleep(rand:uniform(300)),
              {Victim, VPort} = lists:nth(rand:uniform(3), Ports),
              os:cmd("kill -9 " ++ os_pid(VPort)),
              ?assertMatch({exit, _}, wait_exit(VPort)),
+             ok = file:write_file(F ++ "-stop", <<>>),   % the others may finish now
              [?assertEqual({exit, 0}, wait_exit(P)) || {Id, P} <- Ports, Id =/= Victim],
              check_shared_run(F, Ids, [Victim]),
-             [file:delete(X) || X <- [F | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]]
+             [file:delete(X) || X <- [F, F ++ "-stop" | [F ++ "-log" ++ integer_to_list(I) || I <- Ids]]]
          end || Round <- lists:seq(1, rounds(5))]
     end) end}.
+
+%%% ---------------------------------------------------------------------------
+%%% Review findings: a stuck lock holder, auto_unlink with several handles,
+%%% the interval syncer's life
+%%% ---------------------------------------------------------------------------
+
+%% A process that holds a queue's lock and makes no progress (stopped,
+%% frozen) once held every caller in a dirty scheduler, and with enough
+%% callers the VM's every dirty I/O scheduler: file:read_file and opening
+%% any queue hung. Now callers wait in their own process; the VM goes on.
+stuck_holder_does_not_take_the_dirty_schedulers_test_() ->
+    {timeout, 120, fun() -> with_vms(fun stuck_holder/0) end}.
+
+stuck_holder() ->
+    F = tmp("stuck"),
+    {ok, Q} = emmap_queue:open(F, 4096, []),
+    Holder = open_port({spawn_executable, os:getenv("EMMAP_TEST_LOCK_HOLDER")},
+                       [{args, [F]}, {line, 64}, exit_status]),
+    put(emmap_test_vms, [Holder | get(emmap_test_vms)]),
+    wait_line(Holder, "held"),
+    Self = self(),
+    N = 2 * erlang:system_info(dirty_io_schedulers),
+    Pushers = [spawn_link(fun() -> Self ! {pushed, emmap_queue:push(Q, {n, I})} end) || I <- lists:seq(1, N)],
+    timer:sleep(200),   % every pusher is waiting now
+    receive {pushed, Early} -> erlang:error({pushed_while_the_lock_is_held, Early}) after 0 -> ok end,
+    %% The VM still serves dirty I/O: a file read, another queue.
+    Other = tmp("other"),
+    {ok, _} = within(5000, fun() -> file:read_file(code:which(?MODULE)) end),
+    still_served = within(5000, fun() ->
+                                        {ok, Q2} = emmap_queue:open(Other, 4096, []),
+                                        ok = emmap_queue:push(Q2, still_served),
+                                        V = emmap_queue:pop(Q2),
+                                        ok = emmap_queue:close(Q2),
+                                        V
+                                end),
+    %% The holder dies: the next taker repairs and every push goes through.
+    os:cmd("kill -9 " ++ os_pid(Holder)),
+    [receive {pushed, R} -> ?assertEqual(ok, R) after 10000 -> erlang:error(push_stalled) end || _ <- Pushers],
+    ?assertEqual(N, emmap_queue:length(Q)),
+    #{repairs := 1} = emmap_queue:info(Q),
+    ok = emmap_queue:close(Q),
+    file:delete(F), file:delete(Other).
+
+%% auto_unlink removes the file when the last handle lets go, not the first.
+auto_unlink_waits_for_the_last_handle_test() ->
+    F = tmp("unlink2"),
+    {ok, A} = emmap_queue:open(F, 4096, [auto_unlink]),
+    {ok, B} = emmap_queue:open(F, 4096, [auto_unlink]),
+    ok = emmap_queue:push(A, one),
+    ok = emmap_queue:close(A),
+    ?assert(filelib:is_file(F)),
+    ok = emmap_queue:push(B, two),
+    {ok, C} = emmap_queue:open(F, 4096, [auto_unlink]),   % a third handle sees the same queue
+    ?assertEqual(2, emmap_queue:length(C)),
+    ok = emmap_queue:close(B),
+    ?assert(filelib:is_file(F)),
+    ?assertEqual(one, emmap_queue:pop(C)),
+    ok = emmap_queue:close(C),
+    ?assertNot(filelib:is_file(F)).
+
+%% {sync, {interval, Ms}} keeps syncing for as long as the queue is open,
+%% whichever process opened it (the opener may be gone).
+interval_sync_outlives_the_opener_test() ->
+    F = tmp("interval"),
+    Self = self(),
+    Opener = spawn(fun() -> Self ! {q, emmap_queue:open(F, 4096, [{sync, {interval, 10}}])} end),
+    {ok, Q} = receive {q, R} -> R end,
+    Ref = monitor(process, Opener),
+    receive {'DOWN', Ref, process, Opener, _} -> ok end,
+    ok = emmap_queue:push(Q, after_the_opener),
+    #{syncs := S0} = emmap_queue:info(Q),
+    timer:sleep(200),
+    #{syncs := S1} = emmap_queue:info(Q),
+    ?assert(S1 - S0 >= 3),
+    ok = emmap_queue:close(Q),
+    file:delete(F).
+
+%% Fun's result, or an error if it takes longer than Ms (run elsewhere, so a
+%% hang fails the test instead of stalling it).
+within(Ms, Fun) ->
+    Self = self(),
+    Pid = spawn(fun() -> Self ! {within, self(), Fun()} end),
+    receive {within, Pid, R} -> R
+    after Ms -> exit(Pid, kill), erlang:error({took_longer_than, Ms})
+    end.

@@ -85,7 +85,8 @@
   X(used, "used")                           \
   X(epoch, "epoch")                         \
   X(repairs, "repairs")                     \
-  X(strict, "strict")
+  X(strict, "strict")                       \
+  X(syncs, "syncs")
 
 struct Atoms {
 #define EMMAP_ATOM_FIELD(name, text) ERL_NIF_TERM name;

@@ -37,6 +37,11 @@ struct Call {
   bool retry = false;  // set when the call must be redone on a dirty scheduler
 
   Wait wait() const { return dirty ? Wait::yes : Wait::no; }
+  // For the persistent queue, whose lock another OS process may hold: on a
+  // dirty scheduler wait only briefly, then {error, ebusy}, which the
+  // Erlang side retries from the process (a stuck holder elsewhere must
+  // not tie up the dirty schedulers).
+  Wait queue_wait() const { return dirty ? Wait::briefly : Wait::no; }
   ERL_NIF_TERM badarg() const { return enif_make_badarg(env); }
   ERL_NIF_TERM ok() const { return p->atoms.ok; }
   ERL_NIF_TERM ok(ERL_NIF_TERM v) const { return enif_make_tuple2(env, p->atoms.ok, v); }
@@ -576,14 +581,14 @@ bool queue_arg(Call& c, ERL_NIF_TERM t, queue::Queue** q) {
   return true;
 }
 
-// queue_open(H, InitialCapacity, never | interval | always, FixedSize) ->
+// queue_open(H, InitialCapacity, never | interval | always, IntervalMs, FixedSize, AutoUnlink) ->
 //   {ok, Q, #{count, dropped, initialised, recovered}} (dirty: flock, may scan every record)
 ERL_NIF_TERM queue_open_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
-  std::uint64_t cap;
+  std::uint64_t cap, interval;
   ERL_NIF_TERM err;
-  if (!arg_u64(c, argv[1], &cap, &err)) return err;
+  if (!arg_u64(c, argv[1], &cap, &err) || !arg_u64(c, argv[3], &interval, &err)) return err;
   const Atoms& a = c.p->atoms;
   queue::Options o;
   if (argv[2] == a.always) {
@@ -593,8 +598,12 @@ ERL_NIF_TERM queue_open_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   } else if (argv[2] != a.never) {
     return c.badarg();
   }
-  if (argv[3] != a.true_ && argv[3] != a.false_) return c.badarg();
-  o.fixed_size = argv[3] == a.true_;
+  if (interval > UINT32_MAX) return error_term(c.env, c.p, Errc::einval);
+  o.sync_interval_ms = static_cast<std::uint32_t>(interval);
+  for (int i : {4, 5})
+    if (argv[i] != a.true_ && argv[i] != a.false_) return c.badarg();
+  o.fixed_size = argv[4] == a.true_;
+  o.auto_unlink = argv[5] == a.true_;
   auto r = queue::Queue::open(h->map, cap, o);
   if (!r) return c.error(r.error());
   void* mem = enif_alloc_resource(c.p->queue_type, sizeof(QueueRes));
@@ -622,7 +631,7 @@ ERL_NIF_TERM queue_push_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   // msync waits for the disk; a large copy takes long: both dirty.
   if (!c.dirty && (q->options().durability == queue::Durability::always || data.size > kDirtyCopy))
     return c.error(Errc::ebusy);
-  const Error e = q->push(static_cast<std::uint8_t>(kind), data.data, data.size, c.wait());
+  const Error e = q->push(static_cast<std::uint8_t>(kind), data.data, data.size, c.queue_wait());
   return e ? c.error(e) : c.ok();
 }
 
@@ -645,20 +654,33 @@ ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   }
   struct Out {
     ErlNifEnv* env;
+    bool dirty;
     ERL_NIF_TERM item;
-  } out{c.env, 0};
+  } out{c.env, c.dirty, 0};
   auto r = q->take(
       how,
-      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> bool {
+      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> Errc {
         auto* o = static_cast<Out*>(ctx);
+        // Copying or decoding a large item takes long: on a dirty scheduler
+        // (the item stays queued meanwhile).
+        if (len > kDirtyCopy && !o->dirty) return Errc::ebusy;
         if (kind == queue::kBinary) {
-          std::memcpy(enif_make_new_binary(o->env, len, &o->item), data, len);
-          return true;
+          if (len <= kHeapBinMax) {
+            std::memcpy(enif_make_new_binary(o->env, len, &o->item), data, len);
+            return Errc::ok;
+          }
+          ErlNifBinary b;
+          if (!enif_alloc_binary(len, &b)) return Errc::enomem;  // fails, never aborts the VM
+          std::memcpy(b.data, data, len);
+          o->item = enif_make_binary(o->env, &b);
+          return Errc::ok;
         }
         // A checksummed record that is no external term: corrupt, left queued.
-        return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0;
+        return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0
+                   ? Errc::ok
+                   : Errc::corrupt;
       },
-      &out, Errc::corrupt, c.wait());
+      &out, c.queue_wait());
   if (!r) return c.error(r.error());
   if (!*r) return a.nil;
   return out.item;
@@ -667,30 +689,31 @@ ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM queue_length_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   queue::Queue* q;
   if (!queue_arg(c, argv[0], &q)) return c.badarg();
-  auto r = q->length(c.wait());
+  auto r = q->length(c.queue_wait());
   return r ? enif_make_uint64(c.env, *r) : c.error(r.error());
 }
 
-// queue_info(Q) -> #{count, capacity, used, epoch, repairs, strict}
+// queue_info(Q) -> #{count, capacity, used, epoch, repairs, strict, syncs}
 ERL_NIF_TERM queue_info_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   queue::Queue* q;
   if (!queue_arg(c, argv[0], &q)) return c.badarg();
-  auto r = q->stats(c.wait());
+  auto r = q->stats(c.queue_wait());
   if (!r) return c.error(r.error());
   const Atoms& a = c.p->atoms;
-  ERL_NIF_TERM keys[] = {a.count, a.capacity, a.used, a.epoch, a.repairs, a.strict};
-  ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, r->count), enif_make_uint64(c.env, r->capacity),
-                         enif_make_uint64(c.env, r->used),  enif_make_uint64(c.env, r->epoch),
-                         enif_make_uint64(c.env, r->repairs), r->strict ? a.true_ : a.false_};
+  ERL_NIF_TERM keys[] = {a.count, a.capacity, a.used, a.epoch, a.repairs, a.strict, a.syncs};
+  ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, r->count),   enif_make_uint64(c.env, r->capacity),
+                         enif_make_uint64(c.env, r->used),    enif_make_uint64(c.env, r->epoch),
+                         enif_make_uint64(c.env, r->repairs), r->strict ? a.true_ : a.false_,
+                         enif_make_uint64(c.env, r->syncs)};
   ERL_NIF_TERM map;
-  enif_make_map_from_arrays(c.env, keys, vals, 6, &map);
+  enif_make_map_from_arrays(c.env, keys, vals, 7, &map);
   return map;
 }
 
 ERL_NIF_TERM queue_purge_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   queue::Queue* q;
   if (!queue_arg(c, argv[0], &q)) return c.badarg();
-  const Error e = q->purge(c.wait());
+  const Error e = q->purge(c.queue_wait());
   return e ? c.error(e) : c.ok();
 }
 
@@ -698,7 +721,7 @@ ERL_NIF_TERM queue_purge_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM queue_sync_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   queue::Queue* q;
   if (!queue_arg(c, argv[0], &q)) return c.badarg();
-  const Error e = q->sync(c.wait());
+  const Error e = q->sync(c.queue_wait());
   return e ? c.error(e) : c.ok();
 }
 
@@ -777,7 +800,7 @@ ErlNifFunc functions[] = {
     {"block_free", 2, normal_entry<block_free_impl>, 0},           // O(1)
     {"block_scan", 3, dirty_entry<block_scan_impl>, kDirtyIo},     // O(slots)
     {"block_repair", 3, dirty_entry<block_repair_impl>, kDirtyIo}, // O(slots)
-    {"queue_open", 4, dirty_entry<queue_open_impl>, kDirtyIo},     // flock, scans records, msync
+    {"queue_open", 6, dirty_entry<queue_open_impl>, kDirtyIo},     // flock, scans records, msync
     {"queue_push", 3, normal_entry<queue_push_impl>, 0},           // lock + copy; dirty if busy, growing or always
     {"queue_pop", 2, normal_entry<queue_pop_impl>, 0},             // same; purge and always dirty
     {"queue_length", 1, normal_entry<queue_length_impl>, 0},

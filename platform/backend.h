@@ -125,6 +125,13 @@ class MappingBackend {
   virtual Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept = 0;
   // Errors: enoent, eacces, ebusy.
   virtual Error unlink(const char* path) noexcept = 0;
+  // Unlinks `path` only if it still names the file open as `fd` (not one
+  // created at the same path meanwhile). Errors: as unlink, and estale
+  // when the path names another file now.
+  virtual Error unlink_if_same(const char* path, FileId fd) noexcept = 0;
+  // Whether `path` still names the file open as `fd`. Errors: as stat(2)
+  // (enoent: nothing has that name now).
+  virtual Result<bool> names_file(const char* path, FileId fd) const noexcept = 0;
   // A second descriptor for the same open file (close-on-exec), so an
   // asynchronous job never races the owner's close. Errors: emfile, ebadf.
   virtual Result<FileId> duplicate_file(FileId fd) noexcept = 0;
@@ -181,8 +188,11 @@ class MappingBackend {
   // Initialises [mem, mem+kSharedLockBytes). Call only where no other
   // process can be using the lock (see lock_file). Errors: eagain, enomem, eperm.
   virtual Error shared_lock_init(void* mem) const noexcept = 0;
-  // Errors: einval (not initialised), enotrecoverable, edeadlk.
-  virtual Result<LockState> shared_lock_acquire(void* mem, bool wait) const noexcept = 0;
+  // Waits up to `wait_ms` milliseconds (0: only tries; kForever: as long as
+  // it takes); busy when the time ran out. Errors: einval (not
+  // initialised), enotrecoverable, edeadlk.
+  static constexpr std::uint32_t kForever = UINT32_MAX;
+  virtual Result<LockState> shared_lock_acquire(void* mem, std::uint32_t wait_ms) const noexcept = 0;
   // After owner_died: the lock protects consistent data again. Call it
   // before any release, or the lock becomes unusable (ENOTRECOVERABLE).
   virtual void shared_lock_consistent(void* mem) const noexcept = 0;
@@ -209,17 +219,15 @@ std::shared_ptr<MappingBackend> make_backend();
 // e.g. too many maps). See platform/posix/sigbus.h.
 int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexcept;
 void unguard_range(int token) noexcept;
-// Lost pages at or past `from` are ones the core gave up on purpose: they
-// get zero pages without marking the range truncated. nullptr: none.
-void guard_quiet_from(int token, void* from) noexcept;
 enum FaultKind : std::uint8_t {
   kFaultNone = 0,
   kFaultLost = 1,      // the file shrank under the map: {error, sigbus}
   kFaultHardware = 2,  // a hardware memory error (BUS_MCEERR_AR): {error, eio}
   kFaultHole = 3,      // an unmapped page inside our range: {error, efault}
 };
-// Set on a thread whose access just faulted; the core clears it.
-extern thread_local std::uint8_t t_fault __attribute__((tls_model("initial-exec")));
+// Set on a thread whose access just faulted; the core clears it. constinit:
+// no TLS wrapper call (and its check) on every access.
+extern thread_local constinit std::uint8_t t_fault __attribute__((tls_model("initial-exec")));
 
 // Asymmetric memory barrier for the core's AccessGate. When available,
 // heavy_barrier() makes every thread of the process execute a full memory

@@ -41,7 +41,7 @@ struct RecordOwner {
 
 }  // namespace
 
-thread_local ThreadRecord* tl_record __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local constinit ThreadRecord* tl_record __attribute__((tls_model("initial-exec"))) = nullptr;
 
 ThreadRecord* acquire_my_record() noexcept {
   thread_local RecordOwner owner;

@@ -33,10 +33,11 @@ struct alignas(64) ThreadRecord {
 
 ThreadRecord* acquire_my_record() noexcept;  // first use on a thread
 
-// Plain pointer, constant-initialised: no TLS wrapper call on the hot path.
+// Plain pointer, constant-initialised (constinit: without it C++ calls a
+// TLS wrapper, and checks for one, on every access).
 // initial-exec keeps it a single %fs-relative load even inside the NIF's
 // dlopen'ed library (glibc reserves static TLS room for such small uses).
-extern thread_local ThreadRecord* tl_record __attribute__((tls_model("initial-exec")));
+extern thread_local constinit ThreadRecord* tl_record __attribute__((tls_model("initial-exec")));
 
 inline ThreadRecord* my_record() noexcept {
   ThreadRecord* r = tl_record;

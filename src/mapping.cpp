@@ -333,7 +333,7 @@ Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
 }
 
 Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
@@ -353,7 +353,7 @@ Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::
 
 Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
                                                           std::int64_t desired, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
@@ -364,7 +364,7 @@ Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std
 }
 
 Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, false);
   if (!p) return p.error();
@@ -374,7 +374,7 @@ Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
 }
 
 Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
@@ -524,7 +524,6 @@ Result<std::uint64_t> Mapping::grow_locked(std::uint64_t new_size, std::size_t n
         }
       }
       r.readable_ = std::max(r.readable_, new_map);
-      for (int g : r.guards_) guard_quiet_from(g, nullptr);  // remapped: a lost page is news again
     } else {
       if (options_.address != 0) return fail(Errc::enomem);  // a fixed map cannot move
       auto fresh = new_region(new_map, nullptr);
@@ -543,27 +542,43 @@ Result<std::uint64_t> Mapping::grow_locked(std::uint64_t new_size, std::size_t n
   return new_size;
 }
 
-// Shrinking: the file first (a shrink the file refuses changes nothing),
-// then the tail of the map becomes read-only zero pages, so a view taken
-// before stays readable. Should that fail, the tail stays mapped past the
-// file's new end: the fault guard hands out zero pages there quietly.
+// Shrinking: the tail of the map becomes read-only zero pages first, so a
+// view taken before reads zeros there and never touches a page past the
+// file's end (a fault there, taken by a thread that is then preempted,
+// could not be told from a truncation by somebody else). Then the file.
+// If the file refuses, its pages are mapped back and nothing changed.
 Result<std::uint64_t> Mapping::shrink_locked(std::uint64_t new_size, std::size_t new_map, std::uint64_t file_size,
                                              bool change_file) noexcept {
   const std::uint64_t user_offset = aligned_offset_ + delta_;
+  Region& r = *region_;
+  const bool tail = new_map < mapped_len_;
+  // Puts the file's pages back over [new_map, mapped_len_); if even that
+  // fails the bytes there cannot be served: the map ends at new_size (the
+  // file keeps its length), which is consistent if not what was asked.
+  auto put_back = [&](Error e) -> Result<std::uint64_t> {
+    if (!backend_->map_into(r.base_ + new_map, request(new_map, mapped_len_))) return e;
+    restore(new_map, mapped_len_);
+    mapped_len_ = new_map;
+    size_ = new_size;
+    size_seen_.store(new_size, std::memory_order_relaxed);
+    return e;
+  };
+  if (tail) {
+    if (Error e = backend_->zero_fill(r.base_ + new_map, mapped_len_ - new_map)) {
+      auto whole = backend_->probe_mapped(r.base_ + new_map, mapped_len_ - new_map);
+      if (whole && *whole) return e;  // the failure changed nothing: the tail is still there
+      // The failed call took the tail away (a hole): what the shrink was for.
+      // Take the hole back as zeros and go on.
+      restore(new_map, mapped_len_);
+    }
+  }
   // Give the file back its bytes only where we made them: a shared,
   // writable map that reached the end of the file.
   if (change_file && fd_ != kNoFile && options_.write && options_.sharing != Sharing::private_ &&
       user_offset + size_ >= file_size) {
-    if (Error e = backend_->set_file_size(fd_, user_offset + new_size)) return e;
+    if (Error e = backend_->set_file_size(fd_, user_offset + new_size)) return tail ? put_back(e) : Result<std::uint64_t>(e);
   }
-  if (new_map < mapped_len_) {
-    Region& r = *region_;
-    if (backend_->zero_fill(r.base_ + new_map, mapped_len_ - new_map)) {
-      restore(new_map, mapped_len_);
-      for (int g : r.guards_) guard_quiet_from(g, r.base_ + new_map);
-    }
-    mapped_len_ = new_map;
-  }
+  if (tail) mapped_len_ = new_map;
   size_ = new_size;
   size_seen_.store(new_size, std::memory_order_relaxed);
   return new_size;

@@ -78,7 +78,11 @@ enum class AtomicOp : std::uint8_t { add, sub, and_, or_, xor_, xchg };
 // Whether a data access may wait behind a resize or close in progress.
 // Callers that must not block (an Erlang NIF on a normal scheduler) pass
 // Wait::no and get Errc::ebusy instead, then retry where blocking is fine.
-enum class Wait : std::uint8_t { yes, no };
+// Wait::briefly blocks like yes for the map, but waits for a lock another
+// process may hold (the queue's) only a short while before answering
+// ebusy: a caller with few threads to spare (dirty schedulers) retries
+// from somewhere cheaper rather than sit behind a stuck holder.
+enum class Wait : std::uint8_t { yes, no, briefly };
 
 // The growth policy: double while below `max_inc`, then add `max_inc`.
 // Returns 0 when the next size would overflow.
@@ -184,6 +188,11 @@ class Mapping {
   // Errors: einval, closed.
   Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
 
+  // One user at a time may keep per-handle state about a format in this
+  // map (the queue's handle): claim() says whether this caller is it.
+  bool claim() noexcept { return !claimed_.exchange(true); }
+  void unclaim() noexcept { claimed_.store(false); }
+
   // A second descriptor for the mapped file, owned by the caller (who
   // closes it through backend().close_file). It shares the open file
   // description, so flock locks taken on it are this handle's.
@@ -260,6 +269,7 @@ class Mapping {
   std::uint64_t size_ = 0;             // bytes visible to the user
   std::size_t mapped_len_ = 0;         // bytes from base that map the file
   std::atomic<bool> closed_{false};
+  std::atomic<bool> claimed_{false};
   std::atomic<std::uint64_t> size_seen_{0};  // size_ for lock-free size()
 };
 
@@ -328,7 +338,7 @@ inline Error Mapping::begin_access() const noexcept {
 template <typename F>
 auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noexcept
     -> decltype(f(nullptr, 0, std::declval<Region&>())) {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
   if (Error e = begin_access()) return e;
@@ -341,7 +351,7 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
 
 template <typename F>
 auto Mapping::with_map(F&& f, bool for_write, Wait w) noexcept -> decltype(f(nullptr, 0)) {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
   if (for_write && !options_.write) return Error(Errc::eacces);
@@ -354,7 +364,7 @@ auto Mapping::with_map(F&& f, bool for_write, Wait w) noexcept -> decltype(f(nul
 template <typename F>
 auto Mapping::with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w) noexcept
     -> decltype(f(nullptr, 0)) {
-  AccessGate::Reader in(gate_, w == Wait::yes);
+  AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   if (!region_) return Error(Errc::closed);
   if (!options_.write) return Error(Errc::eacces);

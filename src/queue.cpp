@@ -3,18 +3,23 @@
 #include <cstring>
 #include <new>
 
+#include "background.h"
 #include "crc32c.h"
 
 namespace emmap::queue {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'M', 'M', 'A', 'P', 'Q', 'U', 'E'};
+// Written first when formatting (the real magic goes last): a format a
+// crash cut short is recognised as ours and done again.
+constexpr char kFormatting[8] = {'E', 'M', 'M', 'A', 'P', 'Q', 'F', '*'};
 constexpr std::uint32_t kVersion = 2;
 constexpr std::uint32_t kRecMagic = 0x51520000u;
 constexpr std::uint64_t kRecHeader = 24;
 constexpr std::uint64_t kMinCapacity = 4096;
 constexpr std::uint64_t kNeedsRecovery = 1;  // header flags
 constexpr std::uint64_t kStrict = 2;
+constexpr std::uint64_t kIoError = 4;
 
 struct State {
   std::uint64_t head, tail, wrap, capacity, count;
@@ -107,13 +112,25 @@ struct View {
   const State& live() const { return h->slot[current().load(std::memory_order_acquire) & 1]; }
   const State& other() const { return h->slot[(current().load(std::memory_order_acquire) & 1) ^ 1]; }
 
-  void commit(State next) const {
+  // A state that would not pass plausible() is never committed (a later
+  // step would fall back to the other slot and resurrect what it undid).
+  [[nodiscard]] Error commit(State next) const {
     next.commits = live().commits + 1;
     next.zero = 0;
     next.crc = state_crc(next);
+    if (!plausible(next)) return Errc::corrupt;
     const std::uint64_t idle = (current().load(std::memory_order_relaxed) & 1) ^ 1;
     h->slot[idle] = next;
     current().store(idle, std::memory_order_release);  // the commit point: one 8-byte store
+    return {};
+  }
+
+  // The initial capacity, if the header's word for it is one we could have
+  // written; else none (nothing shrinks).
+  std::optional<std::uint64_t> initial(const State& s) const {
+    const std::uint64_t i = h->initial;
+    if (i % 8 || i < kMinCapacity || i > s.capacity) return std::nullopt;
+    return i;
   }
 
   // The record at `pos` (ending by `limit`) if it is the one with sequence
@@ -259,11 +276,35 @@ struct Queue::Ctx {
 
   bool strict() const { return o.durability != Durability::never || (v.flags().load() & kStrict); }
 
+  // Bytes [pos, pos+len) of the file on stable storage. A failure may mean
+  // the kernel dropped pages it could not write (and calls them clean):
+  // the file is marked so every handle rewrites before trusting a sync.
+  Error sync_range(std::uint64_t pos, std::uint64_t len) const {
+    Error e = m.sync_inside(pos, len);
+    if (e) v.flags().fetch_or(kIoError);
+    return e;
+  }
+
   // The header (and so the live state) on stable storage; the durable copy
   // catches up.
   Error sync_header() const {
-    if (Error e = m.sync_inside(0, kHeaderSize)) return e;
+    if (Error e = sync_range(0, kHeaderSize)) return e;
     v.mark_durable(v.live());
+    return {};
+  }
+
+  // After a failed sync: dirty every page of the header and the live
+  // records again (a read-modify-write of one word per page changes no
+  // byte) and sync them; once that works the disk holds them for sure.
+  Error heal() const {
+    const State& s = v.live();
+    const std::uint64_t end = kHeaderSize + (s.count == 0 ? 0 : s.wrap ? s.wrap : s.tail);
+    const std::size_t page = m.backend().page_size();
+    for (std::uint64_t p = 0; p < end; p += page)
+      std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(v.base + p)).fetch_add(0);
+    if (Error e = m.sync_inside(0, end)) return e;
+    v.mark_durable(s);
+    v.flags().fetch_and(~kIoError);
     return {};
   }
 
@@ -277,9 +318,9 @@ struct Queue::Ctx {
     Segment seg[2];
     const int n = segments(r->next, seg);
     for (int i = 0; i < n; ++i) {
-      if (Error e = m.sync_inside(kHeaderSize + seg[i].from, seg[i].to - seg[i].from)) return e;
+      if (Error e = sync_range(kHeaderSize + seg[i].from, seg[i].to - seg[i].from)) return e;
     }
-    v.commit(r->next);
+    if (Error e = v.commit(r->next)) return e;
     if (Error e = sync_header()) return e;
     if (v.flags().fetch_and(~kNeedsRecovery) & kNeedsRecovery)
       std::atomic_ref<std::uint64_t>(v.h->repairs).fetch_add(1);
@@ -312,7 +353,8 @@ class Queue::Lock {
         w);
     if (!r) return r.error() == Errc::eof ? Error(Errc::corrupt) : r.error();
     lock_ = header_ + kLockOffset;
-    auto st = m_.backend().shared_lock_acquire(lock_, w == Wait::yes);
+    const std::uint32_t wait_ms = w == Wait::no ? 0 : w == Wait::briefly ? kBriefWaitMs : MappingBackend::kForever;
+    auto st = m_.backend().shared_lock_acquire(lock_, wait_ms);
     if (!st) return st.error();
     if (*st == LockState::busy) return Errc::ebusy;
     held_ = true;
@@ -333,13 +375,19 @@ class Queue::Lock {
 
 // Runs `body(Ctx&)` under the lock, with the map matching the file (another
 // handle may have grown or shrunk it) and a state that is consistent (a
-// dead holder's work re-checked). A body that asks for growth or for the
-// slow path is run again once that is done.
+// dead holder's work re-checked, a failed sync's pages rewritten). A body
+// that asks for growth is run again once the file is grown.
+//
+// A handle's own map is never evidence about the file: a state that claims
+// more than this handle maps first makes it follow the file (others may
+// have grown it, or something outside lengthened it); only a file that is
+// really shorter than the state is "cut short" and recovered.
 template <typename F>
 Error Queue::locked(Wait w, F&& body) noexcept {
   Lock lock(*map_);
   if (Error e = lock.acquire(w)) return e;
-  for (int round = 0;; ++round) {
+  bool followed = false;  // the map was made to match the file in this call
+  for (;;) {
     enum class Next { done, follow, grow } next = Next::done;
     std::uint64_t layout = 0, grow_to = 0, shrink_to = 0;
     Error e = map_->with_map(
@@ -348,17 +396,25 @@ Error Queue::locked(Wait w, F&& body) noexcept {
           View v(base, size);
           if (!v.formatted()) return Errc::corrupt;
           layout = v.layout().load(std::memory_order_acquire);
-          if (layout != seen_layout_.load(std::memory_order_relaxed)) {
-            next = Next::follow;  // another handle changed the file's size
+          if (layout != seen_layout_.load(std::memory_order_relaxed) ||
+              (!followed && plausible(v.live()) && v.live().capacity > v.avail)) {
+            next = Next::follow;  // the file's size changed, or this map is behind it
             return {};
           }
-          Ctx c{v, *map_, options_, w == Wait::yes};
-          if ((v.flags().load() & kNeedsRecovery) || !plausible(v.live()) || v.live().capacity > v.avail) {
+          Ctx c{v, *map_, options_, w != Wait::no};
+          const std::uint64_t flags = v.flags().load();
+          if ((flags & kNeedsRecovery) || !plausible(v.live()) || v.live().capacity > v.avail) {
             // A holder died, the state is damaged, or the file is shorter
             // than the state says (cut outside the queue): re-check it all.
             if (!c.can_block) return Errc::ebusy;
             auto r = c.recover_durably();
             if (!r) return r.error();
+          }
+          if (v.flags().load() & kIoError) {
+            // A sync failed (here or in another handle): nothing is trusted
+            // until the live records are written and synced again.
+            if (!c.can_block) return Errc::ebusy;
+            if (Error he = c.heal()) return he;
           }
           if (options_.durability != Durability::never && !(v.flags().load() & kStrict)) {
             // This handle's promise needs every handle's care from now on;
@@ -385,13 +441,17 @@ Error Queue::locked(Wait w, F&& body) noexcept {
         auto f = map_->follow_file();
         if (!f) return f.error();
         seen_layout_.store(layout, std::memory_order_relaxed);
+        followed = true;
         continue;
       }
       case Next::grow: {
         if (w == Wait::no) return Errc::ebusy;
         auto g = map_->ensure_size(grow_to);
-        seen_layout_.store(layout + 1, std::memory_order_relaxed);
+        // Only a map that now matches the file counts as caught up; a
+        // failed growth leaves the layout bumped, so this handle (like the
+        // others) follows whatever length the file was left with.
         if (!g) return g.error() == Errc::fixed_size ? Error(Errc::full) : g.error();
+        seen_layout_.store(layout + 1, std::memory_order_relaxed);
         continue;
       }
       case Next::done:
@@ -401,7 +461,7 @@ Error Queue::locked(Wait w, F&& body) noexcept {
       // Still under the lock, outside the gate. A map that cannot shrink
       // (fixed size, darwin) keeps its bytes; the state already says less.
       auto r = map_->resize(shrink_to);
-      seen_layout_.store(layout + 1, std::memory_order_relaxed);
+      if (r) seen_layout_.store(layout + 1, std::memory_order_relaxed);
       if (!r && r.error() != Errc::fixed_size) return r.error();
     }
     return {};
@@ -422,7 +482,7 @@ std::optional<Error> Queue::fast(F&& body) noexcept {
         View v(base, size);
         if (!v.formatted()) return {};
         void* lock = base + kLockOffset;
-        auto st = backend.shared_lock_acquire(lock, false);
+        auto st = backend.shared_lock_acquire(lock, 0);
         if (!st || *st == LockState::busy) return {};
         if (*st == LockState::owner_died) {
           v.flags().fetch_or(kNeedsRecovery);  // the slow path re-checks
@@ -433,7 +493,7 @@ std::optional<Error> Queue::fast(F&& body) noexcept {
         const State& s = v.live();
         const std::uint64_t flags = v.flags().load();
         if (v.layout().load(std::memory_order_acquire) != seen_layout_.load(std::memory_order_relaxed) ||
-            (flags & kNeedsRecovery) || (options_.durability != Durability::never && !(flags & kStrict)) ||
+            (flags & (kNeedsRecovery | kIoError)) || (options_.durability != Durability::never && !(flags & kStrict)) ||
             !plausible(s) || s.capacity > v.avail) {
           backend.shared_lock_release(lock);
           return {};
@@ -463,9 +523,16 @@ Result<std::shared_ptr<Queue>> Queue::open(std::shared_ptr<Mapping> m, std::uint
   if (m->closed()) return Error(Errc::closed);
   if (!m->writable()) return Error(Errc::eacces);
   if (m->options().sharing == Sharing::private_) return Error(Errc::einval);
+  if (initial_capacity > kMaxCapacity) return Error(Errc::einval);
   const std::uint64_t initial = round8(std::max(initial_capacity, kMinCapacity));
+  // One queue handle per map: the liveness lock below belongs to the map's
+  // open file description, which a second handle here would share.
+  if (!m->claim()) return Error(Errc::einval);
   std::shared_ptr<Queue> q(new (std::nothrow) Queue(m, o));
-  if (!q) return Error(Errc::enomem);
+  if (!q) {
+    m->unclaim();
+    return Error(Errc::enomem);
+  }
 
   // A shared flock says "a handle is open" for as long as this one lives.
   // Whoever gets it exclusively is alone with the file: nobody can be
@@ -513,7 +580,26 @@ Result<std::shared_ptr<Queue>> Queue::open(std::shared_ptr<Mapping> m, std::uint
         false);
     if (e) return e;
   }
+  // The last handle of an auto_unlink queue may have removed the file while
+  // this one waited for the shared lock: this handle would be alone with a
+  // file nobody else can find. The caller opens again.
+  if (o.auto_unlink) {
+    auto same = b.names_file(m->path().c_str(), *fd);
+    if (!same || !*same) return Error(Errc::estale);
+  }
+  if (o.durability == Durability::interval && o.sync_interval_ms > 0) schedule_sync(q, o.sync_interval_ms);
   return q;
+}
+
+void Queue::schedule_sync(std::weak_ptr<Queue> wq, std::uint32_t ms) noexcept {
+  (void)run_in_background_after(std::chrono::milliseconds(ms), [wq, ms] {
+    auto q = wq.lock();
+    if (!q || q->map_->closed()) return;  // the handle is gone or closed: no more syncs
+    // A failed sync is remembered in the file (every handle rewrites before
+    // trusting the disk again); a lock held elsewhere waits for the next tick.
+    (void)q->sync(Wait::briefly);
+    schedule_sync(wq, ms);
+  });
 }
 
 // Formats a new file, or renews the lock of an existing queue. Only with
@@ -530,17 +616,26 @@ Error Queue::setup_alone(std::uint64_t initial) noexcept {
         View v(base, size);
         if (std::memcmp(v.h->magic, kMagic, sizeof kMagic) == 0) {
           if (v.h->version != kVersion) return Errc::unsupported_version;
+          // A word outside the checksummed state: one we could not have
+          // written means no shrink (never a state that would not commit).
+          if (!v.initial(v.live())) v.h->initial = std::max(kMinCapacity, v.live().capacity & ~std::uint64_t{7});
         } else {
           static const Header zero{};
-          if (std::memcmp(v.h, &zero, sizeof zero) != 0) return Errc::corrupt;  // somebody else's file
+          const bool torn = std::memcmp(v.h->magic, kFormatting, sizeof kFormatting) == 0;  // a format cut short
+          if (!torn && std::memcmp(v.h, &zero, sizeof zero) != 0) return Errc::corrupt;  // somebody else's file
           if (v.avail < kMinCapacity) return Errc::einval;
-          v.h->version = kVersion;
-          v.h->header_size = static_cast<std::uint32_t>(kHeaderSize);
-          v.h->initial = std::min(initial, v.avail);
+          std::memcpy(v.h->magic, kFormatting, sizeof kFormatting);  // first: this file is being made a queue
+          std::atomic_thread_fence(std::memory_order_release);
+          Header fresh{};
+          std::memcpy(fresh.magic, kFormatting, sizeof kFormatting);
+          fresh.version = kVersion;
+          fresh.header_size = static_cast<std::uint32_t>(kHeaderSize);
+          fresh.initial = std::min(initial, v.avail);
+          fresh.current = 1;
+          std::memcpy(v.h, &fresh, sizeof fresh);
           State s{};
           s.capacity = v.avail;
-          v.h->current = 1;
-          v.commit(s);  // writes slot 0 and makes it current
+          if (Error e = v.commit(s)) return e;  // writes slot 0 and makes it current
           v.mark_durable(v.live());
           std::atomic_thread_fence(std::memory_order_release);
           std::memcpy(v.h->magic, kMagic, sizeof kMagic);  // last: a torn format is never taken as valid
@@ -554,14 +649,27 @@ Error Queue::setup_alone(std::uint64_t initial) noexcept {
 }
 
 Queue::~Queue() {
-  const FileId fd = live_fd_.exchange(kNoFile);
-  if (fd != kNoFile) (void)map_->shared_backend()->close_file(fd);
+  let_go();
+  map_->unclaim();
 }
 
 void Queue::close() noexcept {
-  const FileId fd = live_fd_.exchange(kNoFile);
   map_->close();
-  if (fd != kNoFile) (void)map_->shared_backend()->close_file(fd);
+  let_go();
+}
+
+void Queue::let_go() noexcept {
+  const FileId fd = live_fd_.exchange(kNoFile);
+  if (fd == kNoFile) return;
+  MappingBackend& b = *map_->shared_backend();
+  if (options_.auto_unlink) {
+    // The last one out removes the file: give up our shared lock and see
+    // whether an exclusive one can be had (no other handle has it open).
+    b.unlock_file(fd);
+    auto alone = b.lock_file(fd, true, false);
+    if (alone && *alone) (void)b.unlink_if_same(map_->path().c_str(), fd);
+  }
+  (void)b.close_file(fd);
 }
 
 // ---- operations --------------------------------------------------------------------
@@ -632,7 +740,7 @@ Error Queue::push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_
         // (when it matters) before the state that points at it.
         std::memmove(v.data + s.wrap, v.data, s.tail);
         if (strict) {
-          if (Error e = c.m.sync_inside(kHeaderSize + move_from, move_to - move_from)) return e;
+          if (Error e = c.sync_range(kHeaderSize + move_from, move_to - move_from)) return e;
         }
         if (s.last < s.tail) grown.last = s.last + s.wrap;
       }
@@ -651,13 +759,13 @@ Error Queue::push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_
     next.pop_seq = s.push_seq;
     next.pop_epoch = s.epoch;
   }
-  v.commit(next);
+  if (Error e = v.commit(next)) return e;
   if (always) {
     // Everything up to the new tail, whoever wrote it, and the header.
     const State& now = v.live();
     const std::uint64_t end = now.wrap ? now.wrap : now.tail;
-    if (Error e = c.m.sync_inside(0, kHeaderSize + end)) {
-      v.commit(before);  // not acknowledged: not in the queue either
+    if (Error e = c.sync_range(0, kHeaderSize + end)) {
+      (void)v.commit(before);  // not acknowledged: not in the queue either
       return e;
     }
     v.mark_durable(now);
@@ -670,16 +778,16 @@ Error Queue::push(std::uint8_t kind, const void* data, std::size_t len, Wait w) 
   return run(w, [&](Ctx& c) { return push_body(c, kind, data, static_cast<std::uint32_t>(len)); });
 }
 
-Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Errc visit_error, Wait w) noexcept {
+Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Wait w) noexcept {
   bool found = false;
   auto body = [&](Ctx& c) -> Error {
     found = false;
     const View& v = c.v;
     const State s = v.live();
-    const std::uint64_t initial = v.h->initial;
+    const std::optional<std::uint64_t> initial = v.initial(s);
     const bool purge = how == Take::pop_and_purge;
     const bool always = c.o.durability == Durability::always;
-    const bool shrink_after = purge && s.capacity > initial && s.count <= 1;
+    const bool shrink_after = purge && initial && s.capacity > *initial && s.count <= 1;
     if (((always && how != Take::peek) || shrink_after) && !c.can_block) {
       c.slow = true;
       return {};
@@ -694,7 +802,8 @@ Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Errc visit_error, W
       const char* r = v.data + s.head;
       std::uint32_t kind_word;
       std::memcpy(&kind_word, r, 4);
-      if (!visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len)) return visit_error;
+      const Errc taken = visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len);
+      if (taken != Errc::ok) return taken;
       found = true;
       if (how == Take::peek) return {};
       next.head = s.head + rec_size(rec->len);
@@ -715,17 +824,20 @@ Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Errc visit_error, W
         if (next.pop_epoch < allowed.min || next.pop_epoch > allowed.max) return Errc::corrupt;
       }
     }
-    if (shrink_after) next.capacity = initial;
+    if (shrink_after) next.capacity = *initial;
     const State before = s;
-    v.commit(next);
+    if (Error e = v.commit(next)) {
+      found = false;
+      return e;
+    }
     if (always) {
       if (Error e = c.sync_header()) {
-        v.commit(before);
+        (void)v.commit(before);
         found = false;
         return e;
       }
     }
-    if (shrink_after) c.shrink_to = kHeaderSize + initial;
+    if (shrink_after) c.shrink_to = kHeaderSize + *initial;
     return {};
   };
   Error e = run(w, body);
@@ -737,17 +849,17 @@ Result<std::optional<Item>> Queue::take(Take how, Wait w) noexcept {
   Item item{};
   auto r = take(
       how,
-      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> bool {
+      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> Errc {
         auto* it = static_cast<Item*>(ctx);
         it->kind = kind;
         try {
           it->data.assign(data, len);
         } catch (...) {
-          return false;
+          return Errc::enomem;
         }
-        return true;
+        return Errc::ok;
       },
-      &item, Errc::enomem, w);
+      &item, w);
   if (!r) return r.error();
   if (!*r) return std::optional<Item>();
   return std::optional<Item>(std::move(item));
@@ -773,6 +885,7 @@ Result<Stats> Queue::stats(Wait w) noexcept {
     st.epoch = s.epoch;
     st.repairs = std::atomic_ref<std::uint64_t>(c.v.h->repairs).load();
     st.strict = (c.v.flags().load() & kStrict) != 0;
+    st.syncs = syncs_.load(std::memory_order_relaxed);
     return {};
   });
   if (e) return e;
@@ -783,8 +896,8 @@ Error Queue::purge(Wait w) noexcept {
   return locked(w, [&](Ctx& c) -> Error {
     const View& v = c.v;
     const State s = v.live();
-    const std::uint64_t initial = v.h->initial;
-    const bool shrink = s.capacity > initial;
+    const std::optional<std::uint64_t> initial = v.initial(s);
+    const bool shrink = initial && s.capacity > *initial;
     const bool always = c.o.durability == Durability::always;
     if ((always || shrink) && !c.can_block) {
       c.slow = true;
@@ -794,36 +907,29 @@ Error Queue::purge(Wait w) noexcept {
     next.head = next.tail = next.wrap = next.count = next.last = 0;
     next.pop_seq = next.push_seq = s.push_seq;
     next.pop_epoch = s.epoch;
-    next.capacity = std::min(s.capacity, initial);
-    v.commit(next);
+    if (shrink) next.capacity = *initial;
+    if (Error e = v.commit(next)) return e;
     if (always) {
       if (Error e = c.sync_header()) {
-        v.commit(s);
+        (void)v.commit(s);
         return e;
       }
     }
-    if (shrink) c.shrink_to = kHeaderSize + initial;
+    if (shrink) c.shrink_to = kHeaderSize + *initial;
     return {};
   });
 }
 
 Error Queue::sync(Wait w) noexcept {
   if (w == Wait::no) return Errc::ebusy;
-  // What is committed now ...
-  State snapshot{};
-  Error e = locked(w, [&](Ctx& c) -> Error {
-    snapshot = c.v.live();
-    return {};
-  });
-  if (e) return e;
-  // ... is durable after one sync of the whole map (outside the lock: the
-  // queue goes on meanwhile) ...
-  e = map_->sync();
-  if (e) return e;
-  // ... and from then on the durable copy need not protect anything older.
+  // Inside the lock: the kernel writes an msync's pages one at a time, so a
+  // change made meanwhile could reach the disk beside a header from before
+  // it (a record reused under a header that still lists it). Nothing
+  // changes while this runs; what is committed now is durable after it.
   return locked(w, [&](Ctx& c) -> Error {
-    const State& d = c.v.h->durable;
-    if (state_crc(d) != d.crc || d.commits < snapshot.commits) c.v.mark_durable(snapshot);
+    if (Error e = c.sync_range(0, UINT64_MAX)) return e;
+    c.v.mark_durable(c.v.live());
+    syncs_.fetch_add(1, std::memory_order_relaxed);
     return {};
   });
 }

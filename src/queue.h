@@ -14,7 +14,9 @@
 //        it last mapped and follows the file when they differ
 //   40   flags u64: 1 = a lock holder died, the state must be re-checked;
 //        2 = strict: a handle with {sync, always | interval} used the file,
-//        so every handle keeps durable records safe (see Durability)
+//        so every handle keeps durable records safe (see Durability);
+//        4 = a sync failed: what the disk holds is unknown until the live
+//        records are written and synced again (see I/O errors)
 //   48   repairs u64: dead lock holders repaired (for the curious)
 //   64   state slot 0 (96 bytes)    160 state slot 1 (96 bytes)
 //   256  durable: a copy of the oldest state that stable storage may hold
@@ -53,8 +55,10 @@
 //             its commit, inside the lock: the header and every record up
 //             to the new tail are durable, whoever wrote them. A pop or purge
 //             msyncs the header. A failed sync rolls the commit back.
-//   interval  the owner calls sync() every so often; what was committed
-//             when sync() began is durable when it returns.
+//   interval  sync() runs every so often (Options::sync_interval_ms);
+//             what was committed when it began is durable when it returns.
+//             It syncs inside the lock: nothing changes while the kernel
+//             writes pages back one at a time.
 // With always/interval in use on a file ("strict") every handle obeys:
 //   - space is reused only when the durable state does not still hold a
 //     record there (else the header is synced first: the durable copy
@@ -62,6 +66,16 @@
 //   - a grow that moves records syncs the moved bytes before committing.
 // (A shrink needs no rule: it happens only to an empty queue, so it can
 // only make pops durable early.)
+//
+// I/O errors: after a failed sync the kernel may have marked pages clean
+// that never reached the disk, and a later sync would say ok. So a failed
+// sync sets flag 4, and every handle's next locked step first rewrites
+// (dirties) the header and every live record and syncs them again; until
+// that succeeds every operation answers eio.
+//
+// Waiting: with Wait::briefly the queue's lock is waited for a short while
+// (kBriefWaitMs), then ebusy: the Erlang layer retries from the process,
+// so a stuck holder elsewhere never ties up the VM's dirty schedulers.
 #pragma once
 
 #include <atomic>
@@ -78,12 +92,19 @@ inline constexpr std::uint64_t kHeaderSize = 4096;
 inline constexpr std::uint64_t kLockOffset = 512;  // the cross-process lock (tests take it directly)
 inline constexpr std::uint8_t kTerm = 1;            // payload is term_to_binary output
 inline constexpr std::uint8_t kBinary = 2;          // payload is a raw binary
+inline constexpr std::uint32_t kBriefWaitMs = 20;   // Wait::briefly on the queue's lock
+inline constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 46;  // as a map's length
 
 enum class Durability : std::uint8_t { never, interval, always };
 
 struct Options {
   Durability durability = Durability::never;
-  bool fixed_size = false;  // push answers full instead of growing the file
+  // With Durability::interval: sync() runs every this many ms on the core's
+  // background thread, for as long as the handle is open (0: only when
+  // the owner calls sync()).
+  std::uint32_t sync_interval_ms = 0;
+  bool fixed_size = false;   // push answers full instead of growing the file
+  bool auto_unlink = false;  // the last handle to let go removes the file
 };
 
 struct Item {
@@ -106,6 +127,7 @@ struct Stats {
   std::uint64_t epoch = 0;        // bumped by every recovery
   std::uint64_t repairs = 0;      // dead lock holders repaired over the file's life
   bool strict = false;            // a handle with {sync, always | interval} has used the file
+  std::uint64_t syncs = 0;        // sync() calls of this handle that completed
 };
 
 enum class Take : std::uint8_t {
@@ -115,9 +137,10 @@ enum class Take : std::uint8_t {
 };
 
 // Receives an item while it is still in the map, under the lock: copy or
-// decode it there. A false return (out of memory, undecodable) leaves the
-// item queued.
-using Visitor = bool (*)(void* ctx, std::uint8_t kind, const char* data, std::size_t len);
+// decode it there. Any answer but Errc::ok (out of memory, undecodable,
+// too big for where the caller runs) leaves the item queued, and take()
+// returns that error.
+using Visitor = Errc (*)(void* ctx, std::uint8_t kind, const char* data, std::size_t len);
 
 // One handle on a queue file. Thread-safe; several handles (in this or
 // other processes) may use one file at once.
@@ -126,9 +149,11 @@ class Queue {
   // Formats a new (all-zero) file with `initial_capacity` bytes of data
   // area, or checks an existing queue. When no other handle has the file
   // open, the lock is renewed and every record re-checked (recovery).
-  // The Mapping must be a shared, writable map of the whole file.
-  // Errors: corrupt (not a queue), unsupported_version, einval (anonymous
-  // or private map), eacces (read-only map), resize and sync errors.
+  // The Mapping must be a shared, writable map of the whole file, and may
+  // carry one Queue at a time. Errors: corrupt (not a queue),
+  // unsupported_version, einval (anonymous or private map, a map that
+  // already carries a queue, capacity beyond kMaxCapacity), eacces
+  // (read-only map), resize and sync errors.
   static Result<std::shared_ptr<Queue>> open(std::shared_ptr<Mapping> m, std::uint64_t initial_capacity,
                                              const Options& options) noexcept;
 
@@ -151,9 +176,8 @@ class Queue {
 
   // Hands the oldest item to `visit`; with Take::pop(_and_purge) removes it.
   // Returns false when the queue was empty. Errors: corrupt, closed, eio,
-  // and `visit_error` when visit says false.
-  Result<bool> take(Take how, Visitor visit, void* ctx, Errc visit_error = Errc::enomem,
-                    Wait w = Wait::yes) noexcept;
+  // and whatever visit answered.
+  Result<bool> take(Take how, Visitor visit, void* ctx, Wait w = Wait::yes) noexcept;
   // The same, copying the item out; nullopt when empty.
   Result<std::optional<Item>> take(Take how, Wait w = Wait::yes) noexcept;
 
@@ -167,7 +191,8 @@ class Queue {
   // began is on stable storage when it returns. Errors: closed, eio.
   Error sync(Wait w = Wait::yes) noexcept;
 
-  // Lets go of the file (the map is closed; other handles go on). Idempotent.
+  // Lets go of the file (the map is closed; other handles go on); with
+  // auto_unlink the last handle removes it. Idempotent.
   void close() noexcept;
 
  private:
@@ -184,12 +209,17 @@ class Queue {
 
   Error setup_alone(std::uint64_t initial) noexcept;
   Error push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_t len) noexcept;
+  // Closes the liveness descriptor; with auto_unlink, removes the file if
+  // no other handle has it open.
+  void let_go() noexcept;
+  static void schedule_sync(std::weak_ptr<Queue> q, std::uint32_t ms) noexcept;
 
   std::shared_ptr<Mapping> map_;
   Options options_;
   OpenReport report_;
   std::atomic<FileId> live_fd_{kNoFile};  // holds a shared flock while this handle is open
   std::atomic<std::uint64_t> seen_layout_{~std::uint64_t{0}};  // the layout this handle's map matches
+  std::atomic<std::uint64_t> syncs_{0};
 };
 
 }  // namespace emmap::queue

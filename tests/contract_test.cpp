@@ -772,6 +772,43 @@ TEST(Space, ShrinkUnderAFileSizeLimitCompletes) {
   EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
 }
 
+// A zero-copy view read from another thread while the map shrinks and
+// grows in cycles: no read may ever look like a truncation (a handle that
+// thinks its file was cut answers truncated for good). A fault taken past
+// the end of the file during our own shrink, with the faulting thread
+// preempted in the handler until a later resize, once did.
+TEST(Races, ViewsReadDuringShrinkAndGrowNeverLookTruncated) {
+  TempDir d;
+  auto m = open_ok(d.file("cycle"), 0, 0, rw_create(65536));
+  ASSERT_TRUE(m);
+  if (!can_resize()) {
+    EXPECT_EQ(m->resize(4096).error(), Errc::fixed_size);
+    return;
+  }
+  auto pin = m->pin();
+  ASSERT_TRUE(pin.ok());
+  const char* view = (*pin)->base();
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    unsigned i = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      const volatile char c = view[(i * 4099u) % (1u << 20)];
+      (void)c;
+      ++i;
+    }
+  });
+  const int cycles = std::getenv("EMMAP_TEST_UNDER_VALGRIND") ? 20 : 300;
+  for (int k = 0; k < cycles && !(*pin)->truncated(); ++k) {
+    for (std::uint64_t s : {std::uint64_t{1} << 20, std::uint64_t{4096}, std::uint64_t{1} << 17, std::uint64_t{70000}})
+      ASSERT_TRUE(m->resize(s).ok());
+  }
+  stop = true;
+  reader.join();
+  EXPECT_FALSE((*pin)->truncated());
+  char c;
+  EXPECT_TRUE(m->read(0, &c, 1).ok());
+}
+
 // Issue 9, case 2: grow() read the size outside the exclusive gate, so
 // concurrent callers could set a size below one already reached (a
 // truncation nobody asked for). Every grow adds exactly one step.

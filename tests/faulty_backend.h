@@ -34,6 +34,8 @@ class FaultyBackend final : public MappingBackend {
   Error fail_map_into;    // map_into answers this when set
   Error fail_next_reserve;  // the next reserve answers this (once)
   bool room_after = false;  // reserve leaves free address space after what it returns (so it can be extended)
+  int fail_syncs = 0;       // the next this many sync calls answer eio (then they work again)
+  int sync_calls = 0;
   std::function<void()> on_map_into;  // runs inside map_into (e.g. to stall a resize)
   int extend_calls = 0;
   int map_calls = 0;
@@ -75,6 +77,11 @@ class FaultyBackend final : public MappingBackend {
     if (Error e = inject("unlink")) return e;
     return real_->unlink(p);
   }
+  Error unlink_if_same(const char* p, FileId fd) noexcept override {
+    if (Error e = inject("unlink_if_same")) return e;
+    return real_->unlink_if_same(p, fd);
+  }
+  Result<bool> names_file(const char* p, FileId fd) const noexcept override { return real_->names_file(p, fd); }
   Result<FileId> duplicate_file(FileId fd) noexcept override {
     if (Error e = inject("duplicate_file")) return e;
     return real_->duplicate_file(fd);
@@ -120,7 +127,12 @@ class FaultyBackend final : public MappingBackend {
   }
   Error release(void* b, std::size_t l) noexcept override { return real_->release(b, l); }
   Error sync(void* a, std::size_t l, FileId fd, bool ms) noexcept override {
+    ++sync_calls;
     if (Error e = inject("sync")) return e;
+    if (fail_syncs > 0) {
+      --fail_syncs;
+      return Error(Errc::eio, 5);
+    }
     return real_->sync(a, l, fd, ms);
   }
   Error advise(void* a, std::size_t l, Advice ad) noexcept override {
@@ -133,7 +145,7 @@ class FaultyBackend final : public MappingBackend {
   }
   Result<bool> probe_mapped(void* a, std::size_t l) const noexcept override { return real_->probe_mapped(a, l); }
   Error shared_lock_init(void* m) const noexcept override { return real_->shared_lock_init(m); }
-  Result<LockState> shared_lock_acquire(void* m, bool w) const noexcept override {
+  Result<LockState> shared_lock_acquire(void* m, std::uint32_t w) const noexcept override {
     return real_->shared_lock_acquire(m, w);
   }
   void shared_lock_consistent(void* m) const noexcept override { real_->shared_lock_consistent(m); }

@@ -138,6 +138,11 @@ class PowerLossBackend final : public MappingBackend {
     tick();
     return real_->unlink(p);
   }
+  Error unlink_if_same(const char* p, FileId fd) noexcept override {
+    tick();
+    return real_->unlink_if_same(p, fd);
+  }
+  Result<bool> names_file(const char* p, FileId fd) const noexcept override { return real_->names_file(p, fd); }
   Result<FileId> duplicate_file(FileId fd) noexcept override {
     tick();
     return real_->duplicate_file(fd);
@@ -174,22 +179,37 @@ class PowerLossBackend final : public MappingBackend {
     forget(reinterpret_cast<std::uintptr_t>(b), l);
     return real_->release(b, l);
   }
-  // fdatasync semantics for the range: its bytes and the file's length.
+  // fdatasync semantics for the range: its bytes and the file's length. The
+  // kernel writes the pages one at a time, in file order: each is taken as
+  // it is at that moment, with a crash point (and `between_pages`) before
+  // every page but the first.
+  std::function<void(std::uint64_t file_page)> between_pages;
   Error sync(void* a, std::size_t l, FileId, bool) noexcept override {
     tick();
     ++syncs_;
     const auto from = reinterpret_cast<std::uintptr_t>(a);
-    const std::string cur = current();
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // file byte ranges, in map order
     for (const Map& m : maps_) {
       const std::uintptr_t lo = std::max(from, m.at), hi = std::min(from + l, m.at + m.len);
-      if (lo >= hi) continue;
-      const std::uint64_t off = m.file_offset + (lo - m.at);
-      const std::uint64_t end = std::min<std::uint64_t>(off + (hi - lo), cur.size());
-      if (off >= end) continue;
-      if (disk_.size() < end) disk_.resize(end, '\0');
-      disk_.replace(off, end - off, cur, off, end - off);
+      if (lo < hi) ranges.emplace_back(m.file_offset + (lo - m.at), m.file_offset + (hi - m.at));
     }
-    disk_size_ = cur.size();
+    std::sort(ranges.begin(), ranges.end());
+    bool first = true;
+    for (const auto& [off, end] : ranges) {
+      for (std::uint64_t p = off / kPage * kPage; p < end; p += kPage) {
+        if (!first) {
+          if (between_pages) between_pages(p / kPage);
+          tick();
+        }
+        first = false;
+        const std::string cur = current();  // the page as it is now
+        const std::uint64_t lo = std::max(p, off), hi = std::min<std::uint64_t>({p + kPage, end, cur.size()});
+        if (lo >= hi) continue;
+        if (disk_.size() < hi) disk_.resize(hi, '\0');
+        disk_.replace(lo, hi - lo, cur, lo, hi - lo);
+      }
+    }
+    disk_size_ = current().size();
     return {};
   }
   Result<bool> probe_mapped(void* a, std::size_t l) const noexcept override { return real_->probe_mapped(a, l); }
@@ -205,7 +225,7 @@ class PowerLossBackend final : public MappingBackend {
     tick();
     return real_->shared_lock_init(m);
   }
-  Result<LockState> shared_lock_acquire(void* m, bool w) const noexcept override {
+  Result<LockState> shared_lock_acquire(void* m, std::uint32_t w) const noexcept override {
     tick();
     auto r = real_->shared_lock_acquire(m, w);
     if (r && *r != LockState::busy) ++lock_depth_;

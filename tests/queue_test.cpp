@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "faulty_backend.h"
 #include "queue.h"
 #include "test_util.h"
 
@@ -270,7 +271,7 @@ TEST(Queue, AHolderKilledWithTheLockDoesNotStallOthers) {
     auto r = Mapping::open(d.file("dead"), 0, 0, o);
     if (!r) ::_exit(2);
     auto pin = r->mapping->pin();
-    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, true);
+    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
     if (!st || *st != LockState::acquired) ::_exit(3);
     ::kill(::getpid(), SIGKILL);
   }
@@ -339,7 +340,7 @@ TEST(Queue, ALockTakenFromADeadHolderStaysUsableAfterAnEarlyReturn) {
     auto r = Mapping::open(f, 0, 0, o);
     if (!r) ::_exit(2);
     auto pin = r->mapping->pin();
-    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, true);
+    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
     if (!st || *st != LockState::acquired) ::_exit(3);
     ::kill(::getpid(), SIGKILL);
   }
@@ -393,7 +394,7 @@ TEST(Queue, AnOpenerNeverStealsALockThatAnotherLiveHandleHolds) {
     if (!q) ::_exit(2);
     auto pin = q->mapping().pin();
     void* lock = (*pin)->base() + queue::kLockOffset;
-    auto st = make_backend()->shared_lock_acquire(lock, true);
+    auto st = make_backend()->shared_lock_acquire(lock, MappingBackend::kForever);
     if (!st || *st != LockState::acquired) ::_exit(3);
 #if defined(__GLIBC__)
     // What a holder in another PID namespace looks like from here: a thread
@@ -420,6 +421,163 @@ TEST(Queue, AnOpenerNeverStealsALockThatAnotherLiveHandleHolds) {
   EXPECT_TRUE(alone->report().recovered);
   EXPECT_EQ(push(*alone, "renewed"), Error());
   EXPECT_EQ(pop(*alone), "renewed");
+}
+
+// Review finding: a handle whose map was shorter than the file (a file
+// lengthened from outside, or by a growth that failed half way) took
+// "capacity > my map" for "the file was cut short" and recovered, cutting
+// off records other handles had acknowledged. A handle follows the file
+// before it believes anything was cut.
+TEST(Queue, AHandleBehindALongerFileFollowsItInsteadOfCutting) {
+  if (!can_grow()) GTEST_SKIP() << "no growth on this backend: no capacity beyond a handle's map";
+  TempDir d;
+  const std::string f = d.file("longer");
+  auto a = open_queue_file(f, 4096);
+  ASSERT_TRUE(a);
+  ASSERT_EQ(::truncate(f.c_str(), queue::kHeaderSize + (1 << 20)), 0);  // lengthened from outside
+  auto b = open_queue_file(f, 4096);  // maps the longer file
+  ASSERT_TRUE(b);
+  for (int i = 0; i < 60; ++i) ASSERT_EQ(push(*b, item(i, 200)), Error());  // grows within b's map
+  EXPECT_EQ(*a->length(), 60u) << "acknowledged pushes cut off by a handle's 'recovery'";
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(pop(*a), item(i, 200));
+  auto st = a->stats();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->epoch, 1u) << "nothing was recovered";
+}
+
+// Review finding: the header's initial capacity is outside the checksummed
+// state. A damaged one (here unaligned) made purge and pop_and_purge commit
+// a state that failed its own checks, so the next step fell back to the
+// state before: the purged item came back. Such a state is never committed.
+TEST(Queue, ADamagedInitialCapacityNeverResurrectsItems) {
+  TempDir d;
+  const std::string f = d.file("initial");
+  {
+    auto q = open_queue_file(f, 8192);
+    ASSERT_TRUE(q);
+  }
+  const std::uint64_t bad = 4100;
+  int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_EQ(::pwrite(fd, &bad, 8, 24), 8);
+  ::close(fd);
+  auto q = open_queue_file(f, 8192);
+  ASSERT_TRUE(q);
+  ASSERT_EQ(push(*q, "purged"), Error());
+  ASSERT_EQ(q->purge(), Error());
+  EXPECT_EQ(pop(*q), std::nullopt) << "a purged item came back";
+  ASSERT_EQ(push(*q, "only"), Error());
+  EXPECT_EQ(pop(*q, false, true), "only");
+  EXPECT_EQ(pop(*q), std::nullopt) << "a popped item came back";
+}
+
+// Review findings: a format cut short by a crash (fields written, magic
+// not yet) stays ours and is done again; one queue handle per map (a
+// second shares its open file description, so it would think itself alone
+// and renew a lock that is held); an initial capacity past any map is einval.
+TEST(Queue, TornFormatsSecondHandlesOnOneMapAndHugeCapacities) {
+  TempDir d;
+  const std::string f = d.file("torn");
+  std::string bytes(queue::kHeaderSize + 4096, '\0');
+  std::memcpy(bytes.data(), "EMMAPQF*", 8);  // what a killed formatter leaves first
+  bytes[8] = 2;
+  bytes[24] = 16;
+  write_file(f, bytes);
+  auto q = open_queue_file(f, 4096);
+  ASSERT_TRUE(q) << "a format cut short is refused for good";
+  EXPECT_TRUE(q->report().initialised);
+  ASSERT_EQ(push(*q, "x"), Error());
+  EXPECT_EQ(pop(*q), "x");
+
+  auto again = queue::Queue::open(std::shared_ptr<Mapping>(q, &q->mapping()), 4096, {});
+  EXPECT_EQ(again.error(), Errc::einval) << "two queue handles on one map";
+  EXPECT_EQ(push(*q, "still mine"), Error());
+
+  OpenOptions o;
+  o.write = o.create = o.fit = true;
+  o.size = queue::kHeaderSize + 4096;
+  auto m = Mapping::open(d.file("huge"), 0, 0, o);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(queue::Queue::open(m->mapping, ~std::uint64_t{0} - 3, {}).error(), Errc::einval);
+}
+
+// Review finding: a lock holder that makes no progress (stopped, frozen)
+// held every caller in pthread_mutex_lock, and on a VM every dirty I/O
+// scheduler with them. With Wait::briefly the wait is bounded: ebusy comes
+// back after about kBriefWaitMs, and the caller retries from somewhere cheap.
+TEST(Queue, ABriefWaitForAStuckHolderIsBounded) {
+  TempDir d;
+  const std::string f = d.file("stuck");
+  auto q = open_queue_file(f, 4096);
+  ASSERT_TRUE(q);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  Children kids;
+  const pid_t child = kids.fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    OpenOptions o;
+    o.write = true;
+    auto r = Mapping::open(f, 0, 0, o);
+    if (!r) ::_exit(2);
+    auto pin = r->mapping->pin();
+    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
+    if (!st || *st != LockState::acquired) ::_exit(3);
+    (void)!::write(ready[1], "r", 1);
+    for (;;) ::pause();  // holds it, alive, making no progress
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(q->push(queue::kBinary, "x", 1, Wait::briefly), Errc::ebusy);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(waited, std::chrono::milliseconds(queue::kBriefWaitMs / 2));
+  EXPECT_LT(waited, std::chrono::seconds(2)) << "the wait was not bounded";
+  ::kill(child, SIGKILL);
+  (void)kids.wait(child);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_EQ(q->push(queue::kBinary, "after", 5, Wait::briefly), Error()) << "the dead holder is repaired";
+  EXPECT_EQ(pop(*q), "after");
+}
+
+// Review finding ("fsyncgate"): after a failed write-back Linux marks the
+// pages clean and reports the error once; a later sync says ok although
+// the data never reached the disk. So a failed sync is never followed by a
+// trusted one: every handle (also a `never` one) first rewrites the header
+// and the live records and syncs them; until that works it answers eio.
+TEST(Queue, AFailedSyncIsNotTrustedAgainUntilTheLiveRecordsAreRewritten) {
+  TempDir d;
+  const std::string f = d.file("eio");
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  auto open_with = [&](queue::Durability dur) -> std::shared_ptr<queue::Queue> {
+    OpenOptions o;
+    o.write = o.create = o.fit = true;
+    o.size = queue::kHeaderSize + 4096;
+    auto m = Mapping::open(f, 0, 0, o, faulty);
+    if (!m) return nullptr;
+    queue::Options qo;
+    qo.durability = dur;
+    auto q = queue::Queue::open(m->mapping, 4096, qo);
+    return q ? *q : nullptr;
+  };
+  auto always = open_with(queue::Durability::always);
+  auto never = open_with(queue::Durability::never);
+  ASSERT_TRUE(always && never);
+  ASSERT_EQ(push(*always, "before"), Error());
+  ASSERT_EQ(push(*never, "unsynced"), Error());
+  faulty->fail_syncs = 3;  // this push's, then two rewrites'
+  EXPECT_EQ(push(*always, "refused"), Errc::eio);
+  // Every handle rewrites before it goes on; while the rewrite's sync fails, eio.
+  EXPECT_EQ(push(*never, "x").code(), Errc::eio);
+  EXPECT_EQ(always->length().error(), Errc::eio);
+  const int before = faulty->sync_calls;
+  EXPECT_EQ(push(*always, "after"), Error()) << "the rewrite worked: trusted again";
+  EXPECT_GE(faulty->sync_calls - before, 2) << "a rewrite sync, then the push's own";
+  EXPECT_EQ(*never->length(), 3u) << "a push whose sync failed is not in the queue";
+  EXPECT_EQ(pop(*never), "before");
+  EXPECT_EQ(pop(*never), "unsynced");
+  EXPECT_EQ(pop(*never), "after");
+  EXPECT_EQ(pop(*never), std::nullopt);
 }
 
 TEST(Queue, SeveralProcessesPopEveryItemExactlyOnceInProducerOrder) {

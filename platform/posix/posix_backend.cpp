@@ -26,7 +26,6 @@ int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexc
   return sigbus::guard(base, len, truncated);
 }
 void unguard_range(int token) noexcept { sigbus::unguard(token); }
-void guard_quiet_from(int token, void* from) noexcept { sigbus::set_quiet_from(token, from); }
 
 // Backends without an asynchronous path say so; the core then syncs on a
 // background thread of its own.
@@ -169,6 +168,20 @@ Error PosixBackend::allocate(FileId fd, std::uint64_t offset, std::uint64_t len)
 Error PosixBackend::unlink(const char* path) noexcept {
   if (::unlink(path) != 0) return last_error();
   return {};
+}
+
+Result<bool> PosixBackend::names_file(const char* path, FileId fd) const noexcept {
+  struct stat by_path {}, by_fd {};
+  if (::fstat(fd, &by_fd) != 0) return last_error();
+  if (::stat(path, &by_path) != 0) return last_error();
+  return by_path.st_dev == by_fd.st_dev && by_path.st_ino == by_fd.st_ino;
+}
+
+Error PosixBackend::unlink_if_same(const char* path, FileId fd) noexcept {
+  auto same = names_file(path, fd);
+  if (!same) return same.error();
+  if (!*same) return Error(Errc::estale, ESTALE);
+  return unlink(path);
 }
 
 Result<FileId> PosixBackend::duplicate_file(FileId fd) noexcept {

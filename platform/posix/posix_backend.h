@@ -21,6 +21,8 @@ class PosixBackend : public MappingBackend {
   Error set_file_size(FileId fd, std::uint64_t size) noexcept override;
   Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override;
   Error unlink(const char* path) noexcept override;
+  Error unlink_if_same(const char* path, FileId fd) noexcept override;
+  Result<bool> names_file(const char* path, FileId fd) const noexcept override;
   Result<FileId> duplicate_file(FileId fd) noexcept override;
 
   Result<void*> reserve(std::size_t len, void* at) noexcept override;
@@ -36,7 +38,7 @@ class PosixBackend : public MappingBackend {
   Error lock(void* addr, std::size_t len) noexcept override;
 
   Error shared_lock_init(void* mem) const noexcept override;
-  Result<LockState> shared_lock_acquire(void* mem, bool wait) const noexcept override;
+  Result<LockState> shared_lock_acquire(void* mem, std::uint32_t wait_ms) const noexcept override;
   void shared_lock_consistent(void* mem) const noexcept override;
   void shared_lock_release(void* mem) const noexcept override;
   Result<bool> lock_file(FileId fd, bool exclusive, bool wait) const noexcept override;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <new>
 #include <thread>
+#include <ctime>
 
 #include "errors.h"
 #include "posix_backend.h"
@@ -43,17 +44,19 @@ bool owner_alive(std::uint64_t word) {
   return !(::kill(pid, 0) != 0 && errno == ESRCH);
 }
 
-Result<LockState> pid_lock_acquire(void* mem, bool wait) {
+Result<LockState> pid_lock_acquire(void* mem, std::uint32_t wait_ms) {
   auto owner = owner_ref(mem);
   const std::uint64_t me = my_owner_word();
   auto pause = std::chrono::microseconds(20);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   for (;;) {
     std::uint64_t cur = 0;
     if (owner.compare_exchange_strong(cur, me, std::memory_order_acquire)) return LockState::acquired;
     if (cur == me) return Error(Errc::edeadlk, EDEADLK);
     if (!owner_alive(cur) && owner.compare_exchange_strong(cur, me, std::memory_order_acquire))
       return LockState::owner_died;
-    if (!wait) return LockState::busy;
+    if (wait_ms == 0) return LockState::busy;
+    if (wait_ms != MappingBackend::kForever && std::chrono::steady_clock::now() >= deadline) return LockState::busy;
     std::this_thread::sleep_for(pause);
     if (pause < std::chrono::milliseconds(1)) pause *= 2;
   }
@@ -82,17 +85,35 @@ Error PosixBackend::shared_lock_init(void* mem) const noexcept {
   return {};
 }
 
-Result<LockState> PosixBackend::shared_lock_acquire(void* mem, bool wait) const noexcept {
+Result<LockState> PosixBackend::shared_lock_acquire(void* mem, std::uint32_t wait_ms) const noexcept {
 #if defined(HAVE_ROBUST_MUTEX)
   if (use_robust_mutex_) {
-    const int r = wait ? ::pthread_mutex_lock(mutex_at(mem)) : ::pthread_mutex_trylock(mutex_at(mem));
+    int r;
+    if (wait_ms == 0) {
+      r = ::pthread_mutex_trylock(mutex_at(mem));
+    } else if (wait_ms == kForever) {
+      r = ::pthread_mutex_lock(mutex_at(mem));
+    } else {
+      // Robust mutexes take an absolute CLOCK_REALTIME deadline.
+      struct timespec until {};
+      ::clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += wait_ms / 1000;
+      until.tv_nsec += static_cast<long>(wait_ms % 1000) * 1000000L;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += 1;
+        until.tv_nsec -= 1000000000L;
+      }
+      do {
+        r = ::pthread_mutex_timedlock(mutex_at(mem), &until);
+      } while (r == EINTR);
+    }
     if (r == 0) return LockState::acquired;
     if (r == EOWNERDEAD) return LockState::owner_died;
-    if (r == EBUSY) return LockState::busy;
+    if (r == EBUSY || r == ETIMEDOUT) return LockState::busy;
     return Error(errc_from_errno(r), r);
   }
 #endif
-  return pid_lock_acquire(mem, wait);
+  return pid_lock_acquire(mem, wait_ms);
 }
 
 void PosixBackend::shared_lock_consistent(void* mem) const noexcept {

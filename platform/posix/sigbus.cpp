@@ -14,7 +14,7 @@ namespace emmap {
 
 // Set by the handler on the faulting thread; read and cleared by the core
 // after each access (see backend.h).
-thread_local std::uint8_t t_fault __attribute__((tls_model("initial-exec"))) = kFaultNone;
+thread_local constinit std::uint8_t t_fault __attribute__((tls_model("initial-exec"))) = kFaultNone;
 
 }  // namespace emmap
 
@@ -24,7 +24,6 @@ namespace {
 struct Slot {
   std::atomic<std::uintptr_t> start{0};
   std::atomic<std::uintptr_t> end{0};
-  std::atomic<std::uintptr_t> quiet{UINTPTR_MAX};
   std::atomic<std::atomic<bool>*> truncated{nullptr};
 };
 
@@ -78,7 +77,7 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
     // harmless; the file itself is not touched.
     if (::mmap(at, page, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
       break;  // cannot repair: let the previous handler or the default decide
-    if (kind == kFaultLost && addr < g_slots[i].quiet.load(std::memory_order_acquire)) {
+    if (kind == kFaultLost) {
       if (auto* flag = g_slots[i].truncated.load(std::memory_order_acquire))
         flag->store(true, std::memory_order_release);
     }
@@ -138,13 +137,8 @@ void unguard(int slot) noexcept {
   if (slot < 0 || static_cast<std::size_t>(slot) >= kMaxGuarded) return;
   g_slots[slot].start.store(0, std::memory_order_release);
   g_slots[slot].end.store(0, std::memory_order_relaxed);
-  g_slots[slot].quiet.store(UINTPTR_MAX, std::memory_order_relaxed);
   g_slots[slot].truncated.store(nullptr, std::memory_order_release);
 }
 
-void set_quiet_from(int slot, void* from) noexcept {
-  if (slot < 0 || static_cast<std::size_t>(slot) >= kMaxGuarded) return;
-  g_slots[slot].quiet.store(from ? reinterpret_cast<std::uintptr_t>(from) : UINTPTR_MAX, std::memory_order_release);
-}
 
 }  // namespace emmap::sigbus

@@ -10,9 +10,10 @@
 // A process-wide handler knows the ranges emmap reserved. For a fault
 // inside one it puts a private zero-filled page at the faulting address,
 // notes the kind of fault on the faulting thread (t_fault: lost page,
-// hardware error, hole), marks the range truncated for a lost page (unless
-// the page lies in the range's "quiet" part: pages emmap gave up on purpose)
-// and returns, so the instruction runs again on the new page. NIF reads,
+// hardware error, hole), marks the range truncated for a lost page, and
+// returns, so the instruction runs again on the new page. (emmap's own
+// shrinks make the tail zero pages before the file shrinks, so no view of
+// ours ever touches a page past the end because of them.) NIF reads,
 // writes and atomics check the note after touching the map (no system call
 // on that path) and answer {error, sigbus}, {error, eio} or {error,
 // efault}; Erlang code reading a zero-copy binary there reads zeros. Faults
@@ -37,8 +38,5 @@ bool install() noexcept;
 // slot to pass to unguard(), or -1 when every slot is taken.
 int guard(void* base, std::size_t len, std::atomic<bool>* truncated) noexcept;
 void unguard(int slot) noexcept;
-// Faults at or past `from` in the slot's range get zero pages without
-// marking it truncated; nullptr: none.
-void set_quiet_from(int slot, void* from) noexcept;
 
 }  // namespace emmap::sigbus
