@@ -845,3 +845,34 @@ race_worker(Kind, M, Parent, I, Seen) ->
         closed -> Parent ! {done, self(), Seen1};
         _ -> race_worker(Kind, M, Parent, I + 1, Seen1)
     end.
+
+%%% ---------------------------------------------------------------------------
+%%% Allocation failure: an error, never an abort of the VM
+%%% ---------------------------------------------------------------------------
+
+%% Issue 9, case 4: reading a 256 MiB block in a VM that cannot get that
+%% much more memory aborted the VM (enif_make_new_binary aborts when it
+%% cannot allocate; the core built a std::string under noexcept). A VM that
+%% caps its own address space (prlimit on itself) gets {error, enomem} and
+%% carries on.
+read_block_without_memory_is_enomem_test_() ->
+    {timeout, 120, fun() ->
+        F = tmp("enomem"),
+        Block = 256 bsl 20,
+        {ok, M, _} = emmap:open(F, [create, read, write, {size, 64 + Block + 8}]),
+        ok = emmap:init_block_storage(M, Block),
+        0 = emmap:store_block(M, binary:copy(<<"m">>, Block)),
+        ok = emmap:close(M),
+        Eval = lists:flatten(io_lib:format(
+                 "{ok, M, _} = emmap:open(~p, [read, write]),"
+                 "{ok, S} = file:read_file(\"/proc/self/status\"),"
+                 "[Kb] = [list_to_integer(string:trim(binary_to_list(V), both, \" kB\\t\"))"
+                 "        || <<\"VmSize:\", V/binary>> <- binary:split(S, <<\"\\n\">>, [global])],"
+                 "_ = os:cmd(\"prlimit --pid \" ++ os:getpid() ++ \" --as=\" ++ integer_to_list((Kb + 65536) * 1024)),"
+                 "io:format(\"~~p~~n\", [emmap:read_block(M, 0)]),"
+                 "halt(0).", [F])),
+        Port = other_vm(Eval),
+        {Status, Out} = wait_vm(Port, <<>>),
+        file:delete(F),
+        ?assertEqual({0, <<"{error,enomem}\n">>}, {Status, Out})
+    end}.

@@ -29,6 +29,21 @@ constexpr std::size_t kDirtyCopy = 1u << 20;
 // Results up to this size become heap binaries (ERL_ONHEAP_BIN_LIMIT).
 constexpr std::size_t kHeapBinMax = 64;
 
+// A binary holding [data, data+n), or false when memory cannot be had:
+// enif_make_new_binary aborts the VM then, so it is used only for small
+// (heap) binaries; larger ones come from enif_alloc_binary, which fails.
+bool copy_binary(ErlNifEnv* env, const void* data, std::size_t n, ERL_NIF_TERM* out) {
+  if (n <= kHeapBinMax) {
+    std::memcpy(enif_make_new_binary(env, n, out), data, n);
+    return true;
+  }
+  ErlNifBinary b;
+  if (!enif_alloc_binary(n, &b)) return false;
+  std::memcpy(b.data, data, n);
+  *out = enif_make_binary(env, &b);
+  return true;
+}
+
 // One NIF call: its environment, the library's data, and where it runs.
 struct Call {
   ErlNifEnv* env;
@@ -111,16 +126,10 @@ ERL_NIF_TERM read_binary(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t
           if (!rr) return Error(Errc::enomem);
           return enif_make_resource_binary(c.env, rr, data, n);
         }
-        ERL_NIF_TERM bin;
-        if (n <= kHeapBinMax) {
-          std::memcpy(enif_make_new_binary(c.env, n, &bin), data, n);
-          return bin;
-        }
         if (n > kDirtyCopy && !c.dirty) return Error(Errc::ebusy);  // -> retry on a dirty scheduler
-        ErlNifBinary b;
-        if (!enif_alloc_binary(n, &b)) return Error(Errc::enomem);  // fails, never aborts the VM
-        std::memcpy(b.data, data, n);
-        return enif_make_binary(c.env, &b);
+        ERL_NIF_TERM bin;
+        if (!copy_binary(c.env, data, n, &bin)) return Error(Errc::enomem);  // fails, never aborts the VM
+        return bin;
       },
       c.wait());
   if (!r) return c.error(r.error());
@@ -508,6 +517,7 @@ ERL_NIF_TERM block_store_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   ErlNifBinary data;
   if (!c.handle(argv[0], &h) || !enif_inspect_binary(c.env, argv[1], &data)) return c.badarg();
+  if (data.size > kDirtyCopy && !c.dirty) return c.error(Errc::ebusy);  // a long copy: dirty
   auto r = blocks::store(*h->map, data.data, data.size, c.wait());
   return r ? enif_make_uint64(c.env, *r) : c.error(r.error());
 }
@@ -519,11 +529,38 @@ ERL_NIF_TERM block_read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   std::uint64_t addr;
   ERL_NIF_TERM err;
   if (!arg_u64(c, argv[1], &addr, &err)) return err;
-  auto r = blocks::read(*h->map, addr, c.wait());
-  if (!r) return c.error(r.error());
-  ERL_NIF_TERM bin;
-  std::memcpy(enif_make_new_binary(c.env, r->size(), &bin), r->data(), r->size());
-  return bin;
+  // Straight into the binary the caller gets: no intermediate copy, and an
+  // allocation that fails answers enomem instead of aborting the VM.
+  struct Sink {
+    ErlNifBinary bin{};
+    bool have = false;
+    bool dirty;
+    bool too_long = false;  // a long copy: redo on a dirty scheduler
+  } sink;
+  sink.dirty = c.dirty;
+  auto r = blocks::read_into(
+      *h->map, addr,
+      [](void* ctx, std::size_t n) -> char* {
+        auto* s = static_cast<Sink*>(ctx);
+        if (n > kDirtyCopy && !s->dirty) {
+          s->too_long = true;
+          return nullptr;
+        }
+        if (s->have) {
+          if (s->bin.size != n && !enif_realloc_binary(&s->bin, n)) return nullptr;
+        } else {
+          if (!enif_alloc_binary(n, &s->bin)) return nullptr;
+          s->have = true;
+        }
+        return reinterpret_cast<char*>(s->bin.data);
+      },
+      &sink, c.wait());
+  if (!r) {
+    if (sink.have) enif_release_binary(&sink.bin);
+    return c.error(sink.too_long ? Error(Errc::ebusy) : r.error());
+  }
+  if (sink.bin.size != *r) (void)enif_realloc_binary(&sink.bin, *r);  // shrinking never fails
+  return enif_make_binary(c.env, &sink.bin);
 }
 
 // block_free(H, Addr) -> true | false | {error, Reason}
@@ -546,15 +583,20 @@ ERL_NIF_TERM block_scan_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   ERL_NIF_TERM err;
   if (!arg_u64(c, argv[1], &start, &err) || !arg_u64(c, argv[2], &count, &err)) return err;
   ERL_NIF_TERM list = enif_make_list(c.env, 0);
+  bool out_of_memory = false;
   auto r = blocks::scan(
       *h->map, start, count,
       [&](std::uint64_t addr, std::string_view data) {
         ERL_NIF_TERM bin;
-        std::memcpy(enif_make_new_binary(c.env, data.size(), &bin), data.data(), data.size());
+        if (!copy_binary(c.env, data.data(), data.size(), &bin)) {
+          out_of_memory = true;
+          return;
+        }
         list = enif_make_list_cell(c.env, enif_make_tuple2(c.env, enif_make_uint64(c.env, addr), bin), list);
       },
       c.wait());
   if (!r) return c.error(r.error());
+  if (out_of_memory) return c.error(Errc::enomem);
   ERL_NIF_TERM ordered;
   enif_make_reverse_list(c.env, list, &ordered);
   return enif_make_tuple2(c.env, ordered, *r == blocks::kEof ? c.p->atoms.eof : enif_make_uint64(c.env, *r));
@@ -664,17 +706,7 @@ ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
         // Copying or decoding a large item takes long: on a dirty scheduler
         // (the item stays queued meanwhile).
         if (len > kDirtyCopy && !o->dirty) return Errc::ebusy;
-        if (kind == queue::kBinary) {
-          if (len <= kHeapBinMax) {
-            std::memcpy(enif_make_new_binary(o->env, len, &o->item), data, len);
-            return Errc::ok;
-          }
-          ErlNifBinary b;
-          if (!enif_alloc_binary(len, &b)) return Errc::enomem;  // fails, never aborts the VM
-          std::memcpy(b.data, data, len);
-          o->item = enif_make_binary(o->env, &b);
-          return Errc::ok;
-        }
+        if (kind == queue::kBinary) return copy_binary(o->env, data, len, &o->item) ? Errc::ok : Errc::enomem;
         // A checksummed record that is no external term: corrupt, left queued.
         return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0
                    ? Errc::ok
@@ -795,8 +827,8 @@ ErlNifFunc functions[] = {
     {"sync_async", 2, normal_entry<sync_async_impl>, 0},  // O(1): queues the job
     {"advise", 4, dirty_entry<advise_impl>, kDirtyIo},    // WILLNEED may start I/O
     {"block_init", 2, dirty_entry<block_init_impl>, kDirtyIo},     // may grow the file
-    {"block_store", 2, normal_entry<block_store_impl>, 0},         // O(free slots); grows dirty
-    {"block_read", 2, normal_entry<block_read_impl>, 0},           // O(1)
+    {"block_store", 2, normal_entry<block_store_impl>, 0},         // O(free slots); grows and copies > 1 MiB dirty
+    {"block_read", 2, normal_entry<block_read_impl>, 0},           // O(1); copies > 1 MiB dirty
     {"block_free", 2, normal_entry<block_free_impl>, 0},           // O(1)
     {"block_scan", 3, dirty_entry<block_scan_impl>, kDirtyIo},     // O(slots)
     {"block_repair", 3, dirty_entry<block_repair_impl>, kDirtyIo}, // O(slots)

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <mutex>
+#include <shared_mutex>
 
 namespace emmap::blocks {
 namespace {
@@ -58,16 +60,19 @@ struct View {
   std::uint32_t& len(std::uint64_t i) const { return *reinterpret_cast<std::uint32_t*>(slot_at(i) + 4); }
   char* payload(std::uint64_t i) const { return slot_at(i) + 8; }
 
-  // Copies a used block consistently (seqlock); eof when the slot is not used.
-  Result<std::string> copy(std::uint64_t i) const {
+  // Copies a used block consistently (seqlock) into what sink gives; eof
+  // when the slot is not used. Never throws: the sink reports no room.
+  Result<std::size_t> copy(std::uint64_t i, Sink sink, void* ctx) const {
     for (;;) {
       const std::uint32_t w1 = word(i).load(std::memory_order_acquire);
       if (state_of(w1) != kUsed) return Error(Errc::eof);
       const std::uint32_t n = std::atomic_ref<std::uint32_t>(len(i)).load(std::memory_order_relaxed);
       if (n > block) return Error(Errc::corrupt);
-      std::string out(payload(i), n);
+      char* out = sink(ctx, n);
+      if (!out) return Error(Errc::enomem);
+      std::memcpy(out, payload(i), n);
       std::atomic_thread_fence(std::memory_order_acquire);
-      if (word(i).load(std::memory_order_relaxed) == w1) return out;
+      if (word(i).load(std::memory_order_relaxed) == w1) return std::size_t{n};
     }
   }
 
@@ -89,6 +94,7 @@ struct Grow {
 
 Error init(Mapping& m, std::uint32_t block_size, Wait w) {
   if (block_size == 0 || block_size > kMaxBlock) return Errc::einval;
+  if (Error e = m.announce(w != Wait::no)) return e;
   const std::uint64_t need = kHeaderSize + slot_size(block_size);
   if (m.size() < need) {
     if (m.closed()) return Errc::closed;
@@ -118,7 +124,30 @@ Error init(Mapping& m, std::uint32_t block_size, Wait w) {
       true, w);
 }
 
+// This handle's writes against its own repair pass: shared, and for a
+// caller that must not block (Wait::no) only if free at once.
+class WriteTurn {
+ public:
+  WriteTurn(Mapping& m, Wait w) : lock_(m.format_lock(), std::defer_lock) {
+    if (w == Wait::no) {
+      ok_ = lock_.try_lock();
+    } else {
+      lock_.lock();
+      ok_ = true;
+    }
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+  bool ok_ = false;
+};
+
 Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait w) {
+  // Other processes' repairs must know this handle may be mid-write.
+  if (Error e = m.announce(w != Wait::no)) return e;
+  WriteTurn turn(m, w);
+  if (!turn.ok()) return Error(Errc::ebusy);
   for (;;) {
     Grow grow{};
     auto r = m.with_map(
@@ -170,18 +199,38 @@ Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait 
   }
 }
 
-Result<std::string> read(Mapping& m, std::uint64_t addr, Wait w) {
+// A std::string as a sink: room or nullptr, never an exception.
+static char* string_sink(void* ctx, std::size_t n) {
+  auto* s = static_cast<std::string*>(ctx);
+  try {
+    s->resize(n);
+  } catch (...) {
+    return nullptr;
+  }
+  return s->data();
+}
+
+Result<std::size_t> read_into(Mapping& m, std::uint64_t addr, Sink sink, void* ctx, Wait w) {
   return m.with_map(
-      [&](char* base, std::uint64_t size) -> Result<std::string> {
+      [&](char* base, std::uint64_t size) -> Result<std::size_t> {
         auto v = View::of(base, size);
         if (!v) return v.error();
         if (addr >= v->capacity) return Error(Errc::einval);
-        return v->copy(addr);
+        return v->copy(addr, sink, ctx);
       },
       false, w);
 }
 
+Result<std::string> read(Mapping& m, std::uint64_t addr, Wait w) {
+  std::string out;
+  auto r = read_into(m, addr, string_sink, &out, w);
+  if (!r) return r.error();
+  return out;
+}
+
 Result<bool> free(Mapping& m, std::uint64_t addr, Wait w) {
+  WriteTurn turn(m, w);  // a whole repair pass recounts: no free half counted meanwhile
+  if (!turn.ok()) return Error(Errc::ebusy);
   return m.with_map(
       [&](char* base, std::uint64_t size) -> Result<bool> {
         auto v = View::of(base, size);
@@ -205,10 +254,14 @@ Result<std::uint64_t> scan(Mapping& m, std::uint64_t start, std::uint64_t count,
         auto v = View::of(base, size);
         if (!v) return v.error();
         std::uint64_t i = start, found = 0;
+        std::string buf;
         for (; i < v->capacity && found < count; ++i) {
-          auto data = v->copy(i);
-          if (!data) continue;  // free, or an impossible length: repair's business
-          f(i, *data);
+          auto n = v->copy(i, string_sink, &buf);
+          if (!n) {
+            if (n.error() == Errc::enomem) return n.error();
+            continue;  // free, or an impossible length: repair's business
+          }
+          f(i, std::string_view(buf.data(), *n));
           ++found;
         }
         return i >= v->capacity ? kEof : i;
@@ -217,6 +270,27 @@ Result<std::uint64_t> scan(Mapping& m, std::uint64_t start, std::uint64_t count,
 }
 
 Result<std::uint64_t> repair(Mapping& m, std::uint64_t start, std::uint64_t count, Wait w) {
+  // No store or free of this handle is in flight while the pass runs.
+  std::unique_lock<std::shared_mutex> exclusive(m.format_lock(), std::defer_lock);
+  if (w == Wait::no) {
+    if (!exclusive.try_lock()) return Error(Errc::ebusy);
+  } else {
+    exclusive.lock();
+  }
+  // A slot "being written" is a dead writer's only if no other handle (in
+  // any process) has the file open; otherwise it may be a live store's,
+  // and freeing it would let another store write over it. Left for a pass
+  // that runs alone.
+  auto alone = m.try_alone();
+  if (!alone) return alone.error();
+  struct Back {
+    Mapping& m;
+    bool on;
+    ~Back() {
+      if (on) m.end_alone();
+    }
+  } back{m, *alone};
+  const bool free_writing = *alone;
   return m.with_map(
       [&](char* base, std::uint64_t size) -> Result<std::uint64_t> {
         auto v = View::of(base, size);
@@ -227,7 +301,7 @@ Result<std::uint64_t> repair(Mapping& m, std::uint64_t start, std::uint64_t coun
           auto word = v->word(i);
           std::uint32_t cur = word.load(std::memory_order_acquire);
           const bool bad_len = state_of(cur) == kUsed && v->len(i) > v->block;
-          if (state_of(cur) == kWriting || state_of(cur) == 3u || bad_len) {
+          if ((state_of(cur) == kWriting && free_writing) || state_of(cur) == 3u || bad_len) {
             if (word.compare_exchange_strong(cur, next(cur, kFree), std::memory_order_release)) cur = next(cur, kFree);
           }
           if (state_of(cur) == kUsed) ++used;

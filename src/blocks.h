@@ -43,8 +43,16 @@ Error init(Mapping& m, std::uint32_t block_size, Wait w = Wait::yes);
 Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait w = Wait::yes);
 
 // The block at `addr`. Errors: eof (free slot), einval (past the storage),
-// corrupt, closed, ebusy.
+// corrupt, closed, ebusy, enomem.
 Result<std::string> read(Mapping& m, std::uint64_t addr, Wait w = Wait::yes);
+
+// The same, copied straight into a buffer the caller provides: sink(ctx, n)
+// returns room for n bytes (it is asked again, with the new length, if the
+// block changed under the copy), or nullptr when it cannot (the read then
+// fails with enomem, or whatever the caller noted in ctx). Returns the
+// block's length.
+using Sink = char* (*)(void* ctx, std::size_t n);
+Result<std::size_t> read_into(Mapping& m, std::uint64_t addr, Sink sink, void* ctx, Wait w = Wait::yes);
 
 // Frees `addr`; true if it was in use. Errors: einval (past the storage),
 // corrupt, closed, ebusy.
@@ -59,7 +67,10 @@ Result<std::uint64_t> scan(Mapping& m, std::uint64_t start, std::uint64_t count,
 // Frees slots left half-written or with an impossible length in
 // [start, start+count); returns the slot to continue from, or kEof. A pass
 // that reaches the end from slot 0 also rebuilds `count` and `free_hint`.
-// Errors: corrupt, closed, ebusy.
+// It runs exclusive with this handle's stores and frees; a half-written
+// slot is freed only when no other handle (in any process) has the file
+// open, since it may be a live store's there (a crash leaves such slots;
+// repair at start-up, alone, frees them). Errors: corrupt, closed, ebusy.
 Result<std::uint64_t> repair(Mapping& m, std::uint64_t start, std::uint64_t count, Wait w = Wait::yes);
 
 }  // namespace emmap::blocks

@@ -447,6 +447,41 @@ Result<std::uint64_t> Mapping::follow_file() noexcept {
   return r;
 }
 
+Error Mapping::announce(bool wait) noexcept {
+  if (announced_.load(std::memory_order_acquire)) return {};
+  AccessGate::Reader in(gate_);
+  if (!region_) return Errc::closed;
+  if (fd_ == kNoFile) return {};  // anonymous memory: nobody else can map it
+  auto r = backend_->lock_file(fd_, false, wait);
+  if (!r) return r.error();
+  if (!*r) return Errc::ebusy;
+  announced_.store(true, std::memory_order_release);
+  return {};
+}
+
+Result<bool> Mapping::try_alone() noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_) return Error(Errc::closed);
+  if (fd_ == kNoFile) return true;
+  auto r = backend_->lock_file(fd_, true, false);
+  if (r && !*r && announced_.load(std::memory_order_acquire)) {
+    // A failed conversion may have dropped the shared lock: take it again.
+    auto back = backend_->lock_file(fd_, false, true);
+    if (!back) return back.error();
+  }
+  return r;
+}
+
+void Mapping::end_alone() noexcept {
+  AccessGate::Reader in(gate_);
+  if (!region_ || fd_ == kNoFile) return;
+  if (announced_.load(std::memory_order_acquire)) {
+    (void)backend_->lock_file(fd_, false, true);  // back to shared
+  } else {
+    backend_->unlock_file(fd_);
+  }
+}
+
 Result<FileId> Mapping::duplicate_file() noexcept {
   AccessGate::Reader in(gate_);
   if (!region_) return Error(Errc::closed);

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -188,6 +189,21 @@ class Mapping {
   // Errors: einval, closed.
   Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
 
+  // For formats with a maintenance pass over shared state (block repair):
+  // their ordinary writes hold this shared, the pass holds it exclusively,
+  // so no write of this handle is half done while the pass runs.
+  std::shared_mutex& format_lock() noexcept { return format_lock_; }
+  // Cross-process: a handle that writes such a format says so with a shared
+  // flock on its open file description, held until it is closed (taken
+  // once; with `wait` false ebusy while another handle is alone with the
+  // file). try_alone() converts it to exclusive if no other handle holds
+  // one: then no other process can be in the middle of a write, and the
+  // caller ends with end_alone(). Errors: closed, einval (anonymous), and
+  // the backend's lock_file errors.
+  Error announce(bool wait) noexcept;
+  Result<bool> try_alone() noexcept;
+  void end_alone() noexcept;
+
   // One user at a time may keep per-handle state about a format in this
   // map (the queue's handle): claim() says whether this caller is it.
   bool claim() noexcept { return !claimed_.exchange(true); }
@@ -270,6 +286,8 @@ class Mapping {
   std::size_t mapped_len_ = 0;         // bytes from base that map the file
   std::atomic<bool> closed_{false};
   std::atomic<bool> claimed_{false};
+  std::atomic<bool> announced_{false};
+  std::shared_mutex format_lock_;
   std::atomic<std::uint64_t> size_seen_{0};  // size_ for lock-free size()
 };
 

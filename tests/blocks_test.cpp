@@ -4,6 +4,11 @@
 #include <set>
 #include <thread>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <fstream>
+
 #include "blocks.h"
 #include "test_util.h"
 
@@ -215,6 +220,149 @@ TEST(Blocks, ConcurrentStoresGetDistinctAddressesAndReadsAreNeverTorn) {
   }
   stop = true;
   churn.join();
+}
+
+// Issue 9, case 4: reading a block built a std::string inside a noexcept
+// path: under a memory limit std::bad_alloc became std::terminate. It is
+// enomem now, and the process lives on.
+TEST(Blocks, AReadThatCannotAllocateIsEnomem) {
+  TempDir d;
+  constexpr std::uint32_t kBlock = 256 << 20;
+  auto m = fresh(d, "big", 64 + kBlock + 8);
+  ASSERT_EQ(blocks::init(*m, kBlock), Error());
+  {
+    const std::string big(kBlock, 'b');
+    ASSERT_TRUE(blocks::store(*m, big.data(), big.size()).ok());
+  }
+  Children kids;
+  const pid_t child = kids.fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Room for what exists now and a little more, not for 256 MiB more.
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    std::uint64_t vm_kb = 0;
+    while (std::getline(status, line))
+      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoull(line.substr(7));
+    struct rlimit rl {};
+    rl.rlim_cur = rl.rlim_max = (vm_kb + 64 * 1024) * 1024;
+    if (vm_kb == 0 || ::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(2);
+    auto r = blocks::read(*m, 0);
+    ::_exit(!r && r.error() == Errc::enomem ? 0 : 3);
+  }
+  const int status = kids.wait(child);
+  EXPECT_TRUE(exited_ok(status)) << (status >= 0 && WIFSIGNALED(status) ? "killed by a signal (terminate?)"
+                                                                         : "not enomem");
+  EXPECT_EQ(blocks::read(*m, 0)->size(), kBlock) << "without the limit it reads";
+}
+
+// Issue 9, case 3: repair ran beside stores and freed slots still being
+// written; a second store claimed such a slot while the first one's copy
+// was still landing there, and a block came back with two stores' bytes
+// mixed. Repair is exclusive with this process's stores now.
+TEST(Blocks, RepairRacingStoresNeverMixesBlocks) {
+  TempDir d;
+  constexpr std::uint32_t kBlock = 256 << 10;  // long copies: a wide window
+  constexpr int kThreads = 3;
+  const int per = std::getenv("EMMAP_TEST_UNDER_VALGRIND") ? 4 : 40;
+  auto m = fresh(d, "repair", 64 + (kThreads * per + 2) * (kBlock + 8));
+  ASSERT_EQ(blocks::init(*m, kBlock), Error());
+  std::atomic<bool> stop{false};
+  std::thread repairer([&] {
+    while (!stop) (void)blocks::repair(*m, 0, UINT64_MAX);
+  });
+  std::vector<std::vector<std::pair<std::uint64_t, int>>> stored(kThreads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per; ++i) {
+        const int id = t * 1000 + i;
+        const std::string data = pattern(kBlock, static_cast<std::uint64_t>(id) * 7);
+        auto a = blocks::store(*m, data.data(), data.size());
+        if (a) stored[t].emplace_back(*a, id);
+      }
+    });
+  for (auto& t : ts) t.join();
+  stop = true;
+  repairer.join();
+  std::set<std::uint64_t> addrs;
+  int mixed = 0;
+  for (const auto& v : stored) {
+    EXPECT_EQ(v.size(), static_cast<std::size_t>(per));
+    for (const auto& [a, id] : v) {
+      EXPECT_TRUE(addrs.insert(a).second) << "two stores got address " << a;
+      auto b = blocks::read(*m, a);
+      if (!b || *b != pattern(kBlock, static_cast<std::uint64_t>(id) * 7)) ++mixed;
+    }
+  }
+  EXPECT_EQ(mixed, 0) << "blocks whose bytes are not their store's";
+}
+
+// The same across processes: a child stores big blocks (long copies) while
+// this process repairs in a loop and stores blocks of its own. A slot the
+// child is still writing must never be freed (it is not a dead writer's:
+// the child has the file open), or this process's store could land there
+// and be overwritten by the rest of the child's copy.
+TEST(Blocks, RepairNeverFreesAnotherProcesssSlotInFlight) {
+  TempDir d;
+  constexpr std::uint32_t kBlock = 8 << 20;
+  constexpr int kSlots = 8;
+  const std::string f = d.file("xproc");
+  {
+    auto m = fresh(d, "xproc", 64 + kSlots * (std::uint64_t{kBlock} + 8), true);
+    ASSERT_EQ(blocks::init(*m, kBlock), Error());
+  }
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  Children kids;
+  const pid_t child = kids.fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    OpenOptions o;
+    o.write = true;
+    o.fixed_size = true;
+    auto r = Mapping::open(f, 0, 0, o);
+    if (!r || blocks::init(*r->mapping, kBlock)) ::_exit(2);
+    const std::string big(kBlock, 'C');
+    (void)!::write(ready[1], "r", 1);
+    int stored = 0;
+    for (int i = 0; i < 100; ++i) {
+      auto a = blocks::store(*r->mapping, big.data(), big.size());
+      if (a) {
+        ++stored;
+        (void)blocks::free(*r->mapping, *a);
+      }
+    }
+    ::_exit(stored > 0 ? 0 : 3);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  OpenOptions o;
+  o.write = true;
+  o.fixed_size = true;
+  auto r = Mapping::open(f, 0, 0, o);
+  ASSERT_TRUE(r.ok());
+  Mapping& m = *r->mapping;
+  ASSERT_EQ(blocks::init(m, kBlock), Error());
+  std::vector<std::pair<std::uint64_t, std::string>> mine;
+  for (int round = 0; round < 2000 && Children::running(child); ++round) {
+    (void)blocks::repair(m, 0, UINT64_MAX);
+    const std::string data = "parent " + std::to_string(round);
+    auto a = blocks::store(m, data.data(), data.size());
+    if (a) mine.emplace_back(*a, data);
+    if (mine.size() > kSlots / 2) {  // keep room for the child
+      (void)blocks::free(m, mine.front().first);
+      mine.erase(mine.begin());
+    }
+    for (const auto& [addr, want] : mine) {
+      auto b = blocks::read(m, addr);
+      ASSERT_TRUE(b.ok()) << b.error().name();
+      ASSERT_EQ(*b, want) << "this process's block was written over";
+    }
+  }
+  EXPECT_TRUE(exited_ok(kids.wait(child)));
+  ::close(ready[0]);
+  ::close(ready[1]);
 }
 
 }  // namespace

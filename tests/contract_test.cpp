@@ -653,7 +653,7 @@ TEST(Races, AccessesDuringResizeAndCloseNeverFault) {
     // run at all for milliseconds (a 5 ms window once made this flaky).
     std::atomic<bool> closing{false};
     std::atomic<int> saw_closed{0};
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::atomic<std::chrono::steady_clock::rep> deadline{0};  // set at close: 30 s from then
     std::vector<std::thread> ts;
     for (int t = 0; t < 3; ++t)
       ts.emplace_back([&, t] {
@@ -668,11 +668,12 @@ TEST(Races, AccessesDuringResizeAndCloseNeverFault) {
             saw_closed.fetch_add(1);
             return;
           }
-          if (closing.load() && std::chrono::steady_clock::now() > deadline) return;
+          if (closing.load() && std::chrono::steady_clock::now().time_since_epoch().count() > deadline.load()) return;
           ++i;
         }
       });
     for (int i = 0; i < resizes; ++i) (void)m->resize(i % 2 ? (1 << 17) : (1 << 12));
+    deadline = (std::chrono::steady_clock::now() + std::chrono::seconds(30)).time_since_epoch().count();
     closing = true;
     m->close();
     for (auto& t : ts) t.join();
@@ -785,6 +786,9 @@ TEST(Races, ViewsReadDuringShrinkAndGrowNeverLookTruncated) {
     EXPECT_EQ(m->resize(4096).error(), Errc::fixed_size);
     return;
   }
+  // The view covers 1 MiB of readable map (file pages, or zeros past a
+  // shrink) from the start: it reads nothing that was never mapped.
+  ASSERT_TRUE(m->resize(1 << 20).ok());
   auto pin = m->pin();
   ASSERT_TRUE(pin.ok());
   const char* view = (*pin)->base();

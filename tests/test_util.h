@@ -69,6 +69,11 @@ class Children {
     if (p > 0) pids_.push_back(p);
     return p;
   }
+  // Whether `p` is still running (does not reap it).
+  static bool running(pid_t p) {
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0;
+  }
   // Waits for `p` at most `limit`; its wait status, or -1 when it had to be
   // killed (it is reaped either way).
   int wait(pid_t p, std::chrono::milliseconds limit = std::chrono::seconds(300)) {
