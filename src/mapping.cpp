@@ -60,7 +60,16 @@ void Region::guard() noexcept {
   } else {
     piece(alloc_, alloc_ + alloc_len_);
   }
-  for (int& g : guards_) unguard_range(g);  // the new guards are in place first: no moment unguarded
+  // The new guards are in place before the old ones go: no moment is
+  // unguarded. If the table had no room for one of them, the old guards
+  // stay (they still cover what was reserved before).
+  bool all = true;
+  for (int i = 0; i < n; ++i) all = all && fresh[i] >= 0;
+  if (!all && (guards_[0] >= 0 || guards_[1] >= 0)) {
+    for (int i = 0; i < n; ++i) unguard_range(fresh[i]);
+    return;
+  }
+  for (int& g : guards_) unguard_range(g);
   for (int i = 0; i < kMaxGuards; ++i) guards_[i] = fresh[i];
 }
 

@@ -15,7 +15,19 @@
 #include <thread>
 #include <tuple>
 
+#include <sys/syscall.h>
+
+#include <cctype>
+#include <fstream>
+
 #include "faulty_backend.h"
+#if EMMAP_EXPECT_IO_URING
+#include <liburing.h>
+
+#include <future>
+
+#include "linux/uring_sync.h"
+#endif
 #include "test_util.h"
 
 namespace emmap::test {
@@ -635,6 +647,141 @@ TEST(Durability, SyncAndAdviseAcceptEveryRange) {
   for (Advice a : {Advice::normal, Advice::random, Advice::sequential, Advice::willneed, Advice::dontneed})
     EXPECT_EQ(m->advise(1, 5000, a), Error());
   EXPECT_EQ(read_all(*m, 5000, 7), "durable") << "dontneed keeps shared data";
+}
+
+#if EMMAP_EXPECT_IO_URING
+// Issue 9, case 7: a failed io_uring_submit still answered ok, and the
+// completion (the Erlang {emmap_sync, Ref, _}) could never come: a caller
+// waiting for it hung. An accepted sync always completes: the entry stays
+// in the ring and the completion thread submits it again.
+TEST(Durability, AsyncSyncCompletesWhenSubmittingFailsAWhile) {
+  TempDir d;
+  auto m = open_ok(d.file("uring"), 0, 0, rw_create(1 << 20));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(4096, "durable", 7), Error());
+  static std::atomic<int> failures;
+  failures = 5;
+  linux_uring::set_submit_for_tests([](void* ring) -> int {
+    if (failures.fetch_sub(1) > 0) return failures.load() % 2 ? -EBUSY : -EINTR;
+    return ::io_uring_submit(static_cast<io_uring*>(ring));
+  });
+  std::promise<Error> done;
+  auto got = done.get_future();
+  ASSERT_EQ(m->sync_async([&done](Error e) { done.set_value(e); }), Error());
+  const auto status = got.wait_for(std::chrono::seconds(10));
+  linux_uring::set_submit_for_tests(nullptr);
+  ASSERT_EQ(status, std::future_status::ready) << "the completion never came";
+  EXPECT_EQ(got.get(), Error());
+  EXPECT_LE(failures.load(), 0) << "the failing submits were not exercised";
+}
+#endif
+
+// Issue 9, case 5: a hardware memory error (SIGBUS with BUS_MCEERR_AR, met
+// on persistent memory) became silent zeros like a truncated page. A NIF
+// access there answers eio now, and the map is not marked truncated. The
+// kernel lets a thread send itself a SIGBUS with that code: the handler
+// sees what a poisoned page would give it.
+TEST(Truncation, AHardwareMemoryErrorOnAnAccessIsEio) {
+  TempDir d;
+  auto m = open_ok(d.file("mce"), 0, 0, rw_create(1 << 16));
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->write(8192, "poisoned", 8), Error());
+  auto r = m->with_range(8192, 8, [](const char* p, std::size_t, Region&) -> Result<int> {
+    siginfo_t info{};
+    info.si_signo = SIGBUS;
+    info.si_code = BUS_MCEERR_AR;
+    info.si_addr = const_cast<char*>(p);
+    info.si_addr_lsb = 12;
+    if (::syscall(SYS_rt_tgsigqueueinfo, ::getpid(), ::gettid(), SIGBUS, &info) != 0) return Error(Errc::eperm);
+    return 0;
+  });
+  if (!r && r.error() == Errc::eperm) GTEST_SKIP() << "cannot send this thread a SIGBUS with si_code set";
+  EXPECT_EQ(r.error(), Errc::eio);
+  auto pin = m->pin();
+  ASSERT_TRUE(pin.ok());
+  EXPECT_FALSE((*pin)->truncated()) << "a hardware error is not a truncation";
+  char c;
+  EXPECT_TRUE(m->read(0, &c, 1).ok()) << "the rest of the map goes on";
+}
+
+// Issue 9, case 5: when the reservation grew, the old range was unguarded
+// before the new one was guarded, and with the guard table full the region
+// ended up unguarded. With no room for the new guard the old one stays: a
+// page of the old range lost to a truncation still does not kill.
+TEST(Truncation, AFullGuardTableKeepsTheOldGuardWhenTheReservationGrows) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  faulty->fail_next_reserve = Errc::enomem;  // no head-room: growth extends the reservation
+  faulty->room_after = true;
+  auto r = Mapping::open(d.file("full"), 0, 0, rw_create(1 << 16), faulty);
+  ASSERT_TRUE(r.ok());
+  auto m = r->mapping;
+  // Fill the guard table.
+  std::vector<int> filler;
+  static char dummy[4096];
+  static std::atomic<bool> dummy_flag{false};
+  for (int t; (t = guard_range(dummy, sizeof dummy, &dummy_flag)) >= 0;) filler.push_back(t);
+  auto grown = m->resize(4u << 20);
+  for (int t : filler) unguard_range(t);
+  ASSERT_TRUE(grown.ok()) << grown.error().name();
+  EXPECT_GE(faulty->extend_calls, 1);
+  // Another process truncates the file; this map reads a page it lost.
+  Children kids;
+  const pid_t child = kids.fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::truncate(d.file("full").c_str(), 0);
+    char c;
+    auto rd = m->read(4096, &c, 1);  // in the old range: guarded, so an error, not death
+    ::_exit(!rd && (rd.error() == Errc::sigbus || rd.error() == Errc::truncated) ? 0 : 3);
+  }
+  const int status = kids.wait(child);
+  EXPECT_TRUE(exited_ok(status)) << (status >= 0 && WIFSIGNALED(status) ? "killed by the fault" : "wrong answer");
+}
+
+// Kilobytes the kernel says are locked in the mapping that contains `p`.
+std::uint64_t locked_kb_at(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in = false;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  while (std::getline(smaps, line)) {
+    if (std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos) {
+      const std::uintptr_t lo = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+      const std::uintptr_t hi = std::stoull(line.substr(line.find('-') + 1), nullptr, 16);
+      in = a >= lo && a < hi;
+    } else if (in && line.rfind("Locked:", 0) == 0) {
+      return std::stoull(line.substr(7));
+    }
+  }
+  return 0;
+}
+
+// Issue 9, case 6: mlock was applied only when a map grew in place; when
+// it moved to a new generation the new memory was not locked.
+TEST(Resize, LockedMapsStayLockedInANewGeneration) {
+  if (!can_resize()) GTEST_SKIP() << "this backend has no resize";
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer makes mlock a no-op (the plain build checks this)";
+#endif
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  faulty->fail_next_reserve = Errc::enomem;  // no head-room ...
+  faulty->fail_extend = Errc::enomem;        // ... and no extension: growth moves
+  OpenOptions o = rw_create(1 << 16);
+  o.mlock = true;
+  auto r = Mapping::open(d.file("locked"), 0, 0, o, faulty);
+  if (!r && (r.error() == Errc::enomem || r.error() == Errc::eperm)) GTEST_SKIP() << "mlock not allowed here";
+  ASSERT_TRUE(r.ok()) << r.error().name();
+  auto before = r->mapping->pin();
+  ASSERT_TRUE(before.ok());
+  EXPECT_GT(locked_kb_at((*before)->base()), 0u);
+  ASSERT_TRUE(r->mapping->resize(1 << 20).ok());
+  auto after = r->mapping->pin();
+  ASSERT_TRUE(after.ok());
+  ASSERT_NE((*after)->base(), (*before)->base()) << "the map did not move";
+  EXPECT_GT(locked_kb_at((*after)->base()), 0u) << "the new generation is not locked";
 }
 
 // ---- races -------------------------------------------------------------------

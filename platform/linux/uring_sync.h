@@ -13,7 +13,14 @@ namespace emmap::linux_uring {
 bool available() noexcept;
 
 // Takes ownership of `fd` (closed when done) and calls done(result) from the
-// completion thread. Errors: eopnotsupp (no ring), eagain (ring full).
+// completion thread: once accepted, done is always called. Errors (then
+// `fd` is still the caller's and done is never called): eopnotsupp (no
+// ring), eagain (as many syncs in flight as the ring holds), enomem.
 Error submit_fsync(FileId fd, SyncDone done) noexcept;
+
+// Tests only: the function that submits the ring (io_uring_submit), so a
+// test can make it fail; nullptr puts the real one back.
+using SubmitFn = int (*)(void* ring);
+void set_submit_for_tests(SubmitFn f) noexcept;
 
 }  // namespace emmap::linux_uring
