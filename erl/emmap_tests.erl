@@ -753,54 +753,6 @@ truncated_under_the_map_test() ->
     file:delete(F).
 
 %%% ---------------------------------------------------------------------------
-%%% Scheduler hygiene: big work never holds a normal scheduler > 10 ms
-%%% ---------------------------------------------------------------------------
-
-%% Runs Fun with the system monitor watching this process for schedules
-%% longer than 10 ms; returns Fun's result and the reports.
-watched(Fun) ->
-    Self = self(),
-    erlang:system_monitor(Self, [{long_schedule, 10}]),
-    R = Fun(),
-    erlang:system_monitor(undefined),
-    Reports = flush_monitor(Self, []),
-    {R, Reports}.
-
-flush_monitor(Self, Acc) ->
-    receive
-        {monitor, Self, long_schedule, Info} -> flush_monitor(Self, [Info | Acc]);
-        {monitor, _Other, long_schedule, _} -> flush_monitor(Self, Acc)
-    after 0 -> Acc
-    end.
-
-scheduler_hygiene_test_() ->
-    {timeout, 600, fun() ->
-        F = tmp("sched"),
-        G = 1 bsl 30,
-        {ok, M0, _} = emmap:open(F, [create, read, write, {size, G}]),
-        ok = emmap:close(M0),
-        %% 1 GiB open with populate (prefaults every page)
-        {{ok, M, _}, R1} = watched(fun() -> emmap:open(F, [read, write, populate]) end),
-        ?assertEqual([], R1),
-        %% 1 GiB pread (a copy)
-        {{ok, Big}, R2} = watched(fun() -> emmap:pread(M, 0, G) end),
-        ?assertEqual(G, byte_size(Big)),
-        ?assertEqual([], R2),
-        %% 256 MiB of dirty pages, then sync
-        Chunk = binary:copy(<<"d">>, 256 bsl 20),
-        {ok, R3a} = watched(fun() -> emmap:pwrite(M, 0, Chunk) end),
-        ?assertEqual([], R3a),
-        {ok, R3} = watched(fun() -> emmap:sync(M) end),
-        ?assertEqual([], R3),
-        %% resize to 2 GiB
-        {{ok, _}, R4} = watched(fun() -> emmap:resize(M, 2 * G) end),
-        ?assertEqual([], R4),
-        {ok, R5} = watched(fun() -> emmap:close(M) end),
-        ?assertEqual([], R5),
-        file:delete(F)
-    end}.
-
-%%% ---------------------------------------------------------------------------
 %%% Races: workers on one handle while another process resizes and closes it
 %%% ---------------------------------------------------------------------------
 

@@ -82,8 +82,10 @@ ERL_NIF_TERM dirty_entry(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
 
 template <Impl F>
 ERL_NIF_TERM normal_entry(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  const std::uint64_t start = ticks();
   Call c{env, priv(env), false};
   const ERL_NIF_TERM r = F(c, argc, argv);
+  c.p->timeslice.charge(env, start);
   if (c.retry) return enif_schedule_nif(env, "emmap_dirty_retry", ERL_NIF_DIRTY_JOB_IO_BOUND, dirty_entry<F>, argc, argv);
   return r;
 }
@@ -770,6 +772,7 @@ ERL_NIF_TERM queue_close_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 Priv* make_priv(ErlNifEnv* env, ErlNifResourceFlags flags) {
   Priv* p = new (std::nothrow) Priv();
   if (!p) return nullptr;
+  p->timeslice.calibrate();
   p->atoms.make(env);
   for (int i = 0; i < kErrcCount; ++i) {
     const std::string_view name = errc_name(static_cast<Errc>(i));

@@ -38,6 +38,7 @@
 #include "error.h"
 #include "mapping.h"
 #include "queue.h"
+#include "timeslice.h"
 
 namespace emmap::nif {
 
@@ -67,6 +68,7 @@ struct Priv {
   ErlNifResourceType* region_type = nullptr;
   ErlNifResourceType* queue_type = nullptr;
   Reaper reaper;
+  Timeslice timeslice;  // charges normal-scheduler calls by the time they take
 };
 
 // What the open options say beyond the core's OpenOptions.

@@ -154,6 +154,14 @@ struct View {
     return RecordInfo{len, epoch};
   }
 
+  // The length a record header at `pos` claims (0 when none fits there).
+  std::uint64_t length_at(std::uint64_t pos, std::uint64_t limit) const {
+    if (pos % 8 != 0 || pos > limit || limit - pos < kRecHeader) return 0;
+    std::uint32_t len;
+    std::memcpy(&len, data + pos + 4, 4);
+    return len;
+  }
+
   std::uint32_t epoch_at(std::uint64_t pos) const {
     std::uint32_t e;
     std::memcpy(&e, data + pos + 20, 4);
@@ -797,6 +805,12 @@ Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Wait w) noexcept {
       if (!shrink_after) return {};
     } else {
       const std::uint64_t limit = s.wrap ? s.wrap : s.tail;
+      // Checking (CRC32C) and handing out a large record takes long: only
+      // where blocking is fine.
+      if (!c.can_block && v.length_at(s.head, limit) > kLargeRecord) {
+        c.slow = true;
+        return {};
+      }
       auto rec = v.check(s.head, limit, s.pop_seq, s.pop_epoch, s.pop_epoch);
       if (!rec) return Errc::corrupt;  // recovery at the next lone open cuts it off
       const char* r = v.data + s.head;

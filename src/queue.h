@@ -93,6 +93,9 @@ inline constexpr std::uint64_t kLockOffset = 512;  // the cross-process lock (te
 inline constexpr std::uint8_t kTerm = 1;            // payload is term_to_binary output
 inline constexpr std::uint8_t kBinary = 2;          // payload is a raw binary
 inline constexpr std::uint32_t kBriefWaitMs = 20;   // Wait::briefly on the queue's lock
+// A record larger than this is checked (CRC32C) and handed out only where
+// blocking is fine: with Wait::no, take() answers ebusy first.
+inline constexpr std::uint64_t kLargeRecord = std::uint64_t{1} << 20;
 inline constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 46;  // as a map's length
 
 enum class Durability : std::uint8_t { never, interval, always };

@@ -20,6 +20,7 @@
 #include <cctype>
 #include <fstream>
 
+#include "access_gate.h"
 #include "faulty_backend.h"
 #if EMMAP_EXPECT_IO_URING
 #include <liburing.h>
@@ -785,6 +786,56 @@ TEST(Resize, LockedMapsStayLockedInANewGeneration) {
 }
 
 // ---- races -------------------------------------------------------------------
+
+// The gate itself: a writer's section never overlaps a reader's. The
+// writer marks the shared word "busy" for the length of its section and
+// readers that got in check it; a missing fence on either side (a reader's
+// slot store passing its load of the writer flag) lets both in at once.
+TEST(Gate, ReaderAndWriterSectionsNeverOverlap) {
+  AccessGate gate;
+  std::atomic<int> in_writer{0};
+  std::atomic<bool> stop{false};
+  std::atomic<long> overlaps{0}, entered{0};
+  // Each side stays inside for a while and keeps looking at the other.
+  std::thread reader([&] {
+    long n = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      AccessGate::Reader r(gate, false);
+      if (!r.entered()) continue;
+      ++n;
+      for (int k = 0; k < 64; ++k)
+        if (in_writer.load(std::memory_order_relaxed) != 0) {
+          overlaps.fetch_add(1);
+          break;
+        }
+    }
+    entered = n;
+  });
+  const bool slow = std::getenv("EMMAP_TEST_UNDER_VALGRIND") != nullptr;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(slow ? 200 : 1000);
+  while (std::chrono::steady_clock::now() < until) {
+    gate.lock();
+    in_writer.store(1, std::memory_order_relaxed);
+    for (int k = 0; k < 64; ++k) (void)in_writer.load(std::memory_order_relaxed);
+    in_writer.store(0, std::memory_order_relaxed);
+    gate.unlock();
+  }
+  stop = true;
+  reader.join();
+  EXPECT_GT(entered.load(), 0);
+  EXPECT_EQ(overlaps.load(), 0);
+}
+
+#if EMMAP_EXPECT_MEMBARRIER
+// On Linux the gate's readers pay no fence: the writer's membarrier(2) does
+// it for them, whenever the kernel offers it.
+TEST(Gate, ReadersUseTheAsymmetricBarrierWhenTheKernelHasIt) {
+  const long cmds = ::syscall(__NR_membarrier, 0 /* MEMBARRIER_CMD_QUERY */, 0, 0);
+  if (cmds < 0 || !(cmds & 8 /* MEMBARRIER_CMD_PRIVATE_EXPEDITED */))
+    GTEST_SKIP() << "this kernel has no private expedited membarrier";
+  EXPECT_TRUE(gate_detail::asymmetric);
+}
+#endif
 
 TEST(Races, AccessesDuringResizeAndCloseNeverFault) {
   // Without resize (darwin) the resizes just answer fixed_size: close still races.

@@ -150,8 +150,9 @@ class LinuxBackend final : public posix::PosixBackend {
 // (close, resize) pays an IPI to this process's running threads so that
 // every read, write and atomic pays no fence at all. Registration is needed
 // once per process; without it (old kernel, seccomp) the gate uses fences.
+// (MEMBARRIER_CMD_* are enumerators, not macros: test for the system call.)
 bool heavy_barrier_available() noexcept {
-#if defined(__NR_membarrier) && defined(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+#if defined(__NR_membarrier)
   const long cmds = ::syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
   if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return false;
   return ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
@@ -161,7 +162,7 @@ bool heavy_barrier_available() noexcept {
 }
 
 void heavy_barrier() noexcept {
-#if defined(__NR_membarrier) && defined(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+#if defined(__NR_membarrier)
   // Cannot fail once registered; EINTR is not among its errors.
   (void)::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 #endif
