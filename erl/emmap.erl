@@ -5,6 +5,15 @@
 %%% `file:close/1', ...). Wrong argument types raise `badarg'; wrong values
 %%% return `{error, Atom}'. After `close/1' every call returns
 %%% `{error, closed}'. See README.md for the options and the guarantees.
+%%%
+%%% With the `direct' option, reads return binaries that point into the
+%%% map (zero-copy). Such a binary changes when the map is written, by this
+%%% VM or another OS process, though the VM assumes binaries never change:
+%%% never hand one whose bytes may be written meanwhile to
+%%% `binary_to_term/1' (it reads its input twice and can crash the VM), nor
+%%% use it as a key or hash it. Copy it first (`binary:copy/1'), or open
+%%% without `direct', where `pread' copies; README.md, "Zero-copy binaries
+%%% change under you", has the whole list.
 -module(emmap).
 
 -include_lib("kernel/include/file.hrl").

@@ -340,6 +340,52 @@ direct_survives_resize_test() ->
     ?assertEqual(4096, byte_size(Bin)),
     emmap:close(M), file:delete(F).
 
+%% The safe path README.md documents for zero-copy binaries whose bytes
+%% another writer changes: binary:copy/1 first. The copy never changes, and
+%% binary_to_term/1 over it answers a term or badarg (a torn copy), never
+%% anything worse; the direct binary itself is seen to change meanwhile.
+direct_binary_copy_is_the_safe_path_test_() ->
+    {timeout, 120, fun() ->
+        F = tmp("dcopy"),
+        {ok, M, _} = emmap:open(F, [create, read, write, direct, {size, 4096}]),
+        T1 = term_to_binary({first, lists:seq(1, 100), <<"payload">>}),
+        T2 = term_to_binary({other, lists:seq(101, 200), <<"PAYLOAD">>}),
+        ?assertEqual(byte_size(T1), byte_size(T2)),
+        Len = byte_size(T1),
+        Junk = binary:copy(<<131, 255>>, Len div 2),
+        ok = emmap:pwrite(M, 0, T1),
+        Self = self(),
+        Writer = spawn_link(fun() -> flip(M, [T1, T2, Junk], Self) end),
+        {ok, Direct} = emmap:pread(M, 0, Len),
+        Seen = read_copies(Direct, 20000, #{changed => 0, term => 0, badarg => 0}),
+        Writer ! stop,
+        receive {flipped, Writer} -> ok end,
+        ?assert(maps:get(changed, Seen) > 0),
+        ?assert(maps:get(term, Seen) > 0),
+        ok = emmap:close(M),
+        file:delete(F)
+    end}.
+
+flip(M, Values, Parent) ->
+    receive stop -> Parent ! {flipped, self()}
+    after 0 ->
+        [ok = emmap:pwrite(M, 0, V) || V <- Values],
+        flip(M, Values, Parent)
+    end.
+
+read_copies(_Direct, 0, Seen) -> Seen;
+read_copies(Direct, N, Seen) ->
+    Copy = binary:copy(Direct),
+    Frozen = binary:copy(Copy),
+    Kind = try binary_to_term(Copy) of
+               _ -> term
+           catch error:badarg -> badarg
+           end,
+    ?assertEqual(Frozen, Copy),                       % a copy never changes
+    Changed = case Direct =:= Copy of true -> 0; false -> 1 end,
+    read_copies(Direct, N - 1, Seen#{Kind := maps:get(Kind, Seen) + 1,
+                                      changed := maps:get(changed, Seen) + Changed}).
+
 auto_unlink_test() ->
     F = tmp("unlink"),
     {ok, M, _} = emmap:open(F, [create, read, write, auto_unlink, {size, 8}]),

@@ -54,6 +54,12 @@ pwrite(H, Off, Data) -> erlang:error(badarg, [H, Off, Data]).
 
 %% @doc A zero-copy binary over exactly `[Off, Off+Len)'; it keeps the
 %% mapping alive for as long as it (or a sub-binary) is reachable.
+%%
+%% Its bytes change when the map is written (here or by another OS
+%% process), which the VM does not expect of a binary: do not pass one that
+%% may be written meanwhile to `binary_to_term/1' (it can crash the VM) or
+%% use it as a key; take `binary:copy/1' of it, or use `pread/3', which
+%% copies.
 -spec region_binary(handle(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
 region_binary(H, Off, Len) when is_integer(Off), is_integer(Len) -> emmap_nif:region(H, Off, Len);
 region_binary(H, Off, Len) -> erlang:error(badarg, [H, Off, Len]).
