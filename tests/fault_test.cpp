@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 
 #include "faulty_backend.h"
@@ -196,6 +197,10 @@ void fail_every_call(const Path& p) {
     for (Error err : kErrors) {
       for (int mode = 0; mode < 4; ++mode) {
         const bool cascade = mode & 1, holes = mode & 2;
+        // A hole is survived by the SIGSEGV handler mapping a page under the
+        // faulting load, which valgrind's emulated load does not pick up:
+        // the plain and sanitizer builds check those.
+        if (holes && std::getenv("EMMAP_TEST_UNDER_VALGRIND")) continue;
         Fixture f;
         ASSERT_TRUE(f.make(p.setup));
         f.faulty->fail_at = at;
