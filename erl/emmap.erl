@@ -37,7 +37,7 @@
 
 -type mmap_file() :: #file_descriptor{}.
 -type open_option() ::
-        read | write | create | truncate | shared | private | direct | lock | nolock
+        read | write | read_write | create | truncate | shared | private | direct | lock | nolock | mlock
       | auto_unlink | anon | populate | nonblock | noreserve | nocache | uninitialized
       | shared_validate | sync | hugetlb | huge_2mb | huge_1gb | fixed | fixed_size | fit
       | debug | {address, pos_integer()} | {chmod, non_neg_integer()}
@@ -68,7 +68,11 @@ open(File, Offset, Length, Options)
   when is_integer(Offset), is_integer(Length), is_list(Options) ->
     Bin = name_to_binary(File),
     case emmap_nif:open(Bin, File, Offset, Length, Options) of
-        {ok, Res, Info} -> {ok, #file_descriptor{module = ?MODULE, data = Res}, Info};
+        {ok, Res, #{exist := Existed, size := Size} = Info} ->
+            lists:member(debug, Options) andalso
+                report("opened ~tp at ~b, ~b bytes (~s)",
+                       [File, Offset, Size, case Existed of true -> existing; false -> created end]),
+            {ok, #file_descriptor{module = ?MODULE, data = Res}, Info};
         {error, _} = E -> E
     end;
 open(File, Offset, Length, Options) ->
@@ -77,7 +81,14 @@ open(File, Offset, Length, Options) ->
 %% @doc Closes the map. Idempotent. Zero-copy binaries taken from it stay
 %% valid; the memory is unmapped when the last of them is collected.
 -spec close(mmap_file()) -> ok.
-close(Mem) -> emmap_nif:close(res(Mem)).
+close(Mem) ->
+    R = res(Mem),
+    case debug_path(R) of
+        false -> emmap_nif:close(R);
+        {true, Path} ->
+            ok = emmap_nif:close(R),
+            report("closed ~tp", [Path])
+    end.
 
 %% @doc `#{size, path, mode, options, backend, ignored, position}'.
 -spec info(mmap_file()) -> map() | {error, closed}.
@@ -226,6 +237,9 @@ sync_async(Mem) ->
         {error, _} = E -> E
     end.
 
+%% @doc A hint to the kernel for `[Pos, Pos+Len)': `normal', `random' (no
+%% read-ahead: scattered small accesses to a large cold file), `sequential',
+%% `willneed' (read ahead now), `dontneed'. `{error, einval}' for another atom.
 -spec advise(mmap_file(), non_neg_integer(), non_neg_integer(), hint()) -> ok | {error, reason()}.
 advise(Mem, Pos, Len, Hint) when is_integer(Pos), is_integer(Len), is_atom(Hint) ->
     emmap_nif:advise(res(Mem), Pos, Len, Hint);
@@ -235,38 +249,45 @@ advise(Mem, Pos, Len, Hint) ->
 %% @doc Grows by policy: doubles below `max_inc_size' (64 MiB by default),
 %% then adds `max_inc_size'.
 -spec resize(mmap_file()) -> {ok, non_neg_integer()} | {error, reason()}.
-resize(Mem) -> emmap_nif:resize(res(Mem)).
+resize(Mem) -> resized(res(Mem), emmap_nif:resize(res(Mem))).
 
 %% @doc Sets the length. `{error, fixed_size}' with `fixed_size' or where the
 %% backend cannot resize. Zero-copy binaries stay valid (zeros past a shrink).
 -spec resize(mmap_file(), non_neg_integer()) -> {ok, non_neg_integer()} | {error, reason()}.
-resize(Mem, Size) when is_integer(Size) -> emmap_nif:resize(res(Mem), Size);
+resize(Mem, Size) when is_integer(Size) -> resized(res(Mem), emmap_nif:resize(res(Mem), Size));
 resize(Mem, Size) -> erlang:error(badarg, [Mem, Size]).
 
 %%% ---------------------------------------------------------------------------
 %%% Atomics: 64-bit signed integers, native byte order, 8-byte aligned
 %%% ---------------------------------------------------------------------------
 
+%% @doc Adds `V' to the 64-bit signed integer at `Pos' (8-byte aligned, native
+%% byte order); returns `{ok, Old}'. Wraps around on overflow.
 -spec patomic_add(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
 patomic_add(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic(R, Pos, add, V);
 patomic_add(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
+%% @doc Subtracts `V' at `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_sub(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
 patomic_sub(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic(R, Pos, sub, V);
 patomic_sub(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
+%% @doc Bitwise and of `V' into `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_and(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
 patomic_and(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic(R, Pos, 'band', V);
 patomic_and(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
+%% @doc Bitwise or of `V' into `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_or(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
 patomic_or(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic(R, Pos, 'bor', V);
 patomic_or(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
+%% @doc Bitwise xor of `V' into `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_xor(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
 patomic_xor(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic(R, Pos, 'bxor', V);
 patomic_xor(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
+%% @doc Stores `V' at `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_xchg(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
 patomic_xchg(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic(R, Pos, xchg, V);
@@ -280,11 +301,13 @@ patomic_cas(Mem, Pos, Expected, New) when is_integer(Pos), is_integer(Expected),
 patomic_cas(Mem, Pos, Expected, New) ->
     erlang:error(badarg, [Mem, Pos, Expected, New]).
 
+%% @doc The 64-bit signed integer at `Pos', read atomically: `{ok, V}'.
 -spec patomic_read_integer(mmap_file(), non_neg_integer()) -> {ok, integer()} | {error, reason()}.
 patomic_read_integer(#file_descriptor{module = ?MODULE, data = R}, Pos) when is_integer(Pos) ->
     emmap_nif:patomic_read(R, Pos);
 patomic_read_integer(Mem, Pos) -> erlang:error(badarg, [Mem, Pos]).
 
+%% @doc Stores `V' at `Pos' atomically (a 64-bit store).
 -spec patomic_write_integer(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
 patomic_write_integer(Mem, Pos, V) when is_integer(Pos), is_integer(V) ->
     emmap_nif:patomic_write(res(Mem), Pos, V);
@@ -307,6 +330,7 @@ patomic_read(Mem, Pos) ->
         {error, _} = E -> E
     end.
 
+%% @doc Same as `patomic_write_integer/3'.
 -spec patomic_write(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
 patomic_write(Mem, Pos, V) -> patomic_write_integer(Mem, Pos, V).
 
@@ -400,9 +424,11 @@ inc_counter(C, I) -> inc_counter(C, I, 1).
 -spec inc_counter(counters(), non_neg_integer(), integer()) -> integer().
 inc_counter(C, I, By) -> counter_op(C, I, add, By).
 
+%% @doc Subtracts one from counter `I'; returns the old value.
 -spec dec_counter(counters(), non_neg_integer()) -> integer().
 dec_counter(C, I) -> dec_counter(C, I, 1).
 
+%% @doc Subtracts `By' from counter `I'; returns the old value.
 -spec dec_counter(counters(), non_neg_integer(), integer()) -> integer().
 dec_counter(C, I, By) -> counter_op(C, I, sub, By).
 
@@ -500,6 +526,28 @@ repair_block_storage(Mem, Start, Count) -> erlang:error(badarg, [Mem, Start, Cou
 
 res(#file_descriptor{module = ?MODULE, data = Res}) -> Res;
 res(_) -> erlang:error(badarg).
+
+%% The `debug' option: open, resize and close are reported through logger
+%% (level notice, domain [emmap]), so they reach the user's log handlers.
+report(Format, Args) ->
+    logger:notice("emmap: " ++ Format, Args, #{domain => [emmap]}).
+
+%% {true, Path} when the handle was opened with `debug' and is still open.
+debug_path(R) ->
+    case emmap_nif:info(R) of
+        #{closed := true} -> false;
+        #{options := Options, path := Path} -> lists:member(debug, Options) andalso {true, Path};
+        _ -> false
+    end.
+
+resized(R, {ok, Size} = Ok) ->
+    case debug_path(R) of
+        {true, Path} -> report("resized ~tp to ~b bytes", [Path, Size]);
+        false -> ok
+    end,
+    Ok;
+resized(_R, Error) ->
+    Error.
 
 name_to_binary(B) when is_binary(B) -> B;
 name_to_binary(A) when is_atom(A) -> atom_to_binary(A, utf8);

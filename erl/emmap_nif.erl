@@ -12,6 +12,7 @@
 
 -on_load(init/0).
 
+-spec init() -> ok | {error, {atom(), string()}}.
 init() ->
     Dir = case code:priv_dir(emmap) of
               {error, bad_name} ->
@@ -23,36 +24,79 @@ init() ->
 
 -define(NIF, erlang:nif_error({nif_not_loaded, ?MODULE})).
 
+-type handle() :: reference().
+-type queue() :: reference().
+-type reason() :: atom() | {invalid_option, term()}.
+-type error() :: {error, reason()}.
+
+-spec open(binary(), file:name_all(), integer(), integer(), list()) -> {ok, handle(), map()} | error().
 open(_PathBin, _Path, _Offset, _Length, _Options) -> ?NIF.
+-spec close(handle()) -> ok.
 close(_H) -> ?NIF.
+-spec info(handle()) -> map().
 info(_H) -> ?NIF.
+-spec pread(handle(), integer(), integer()) -> {ok, binary()} | eof | error().
 pread(_H, _Pos, _Len) -> ?NIF.
+-spec read(handle(), integer()) -> {ok, binary()} | eof | error().
 read(_H, _Len) -> ?NIF.
+-spec region(handle(), integer(), integer()) -> {ok, binary()} | error().
 region(_H, _Pos, _Len) -> ?NIF.
+-spec read_line(handle()) -> {ok, binary()} | eof | error().
 read_line(_H) -> ?NIF.
+-spec position(handle(), bof | cur | eof, integer()) -> {ok, non_neg_integer()} | error().
 position(_H, _Whence, _Offset) -> ?NIF.
+-spec pwrite(handle(), integer(), binary()) -> ok | error().
 pwrite(_H, _Pos, _Bin) -> ?NIF.
+-spec write(handle(), binary()) -> ok | error().
 write(_H, _Bin) -> ?NIF.
+-spec patomic(handle(), integer(), atom(), integer()) -> {ok, integer()} | error().
 patomic(_H, _Pos, _Op, _Value) -> ?NIF.
+-spec patomic_cas(handle(), integer(), integer(), integer()) -> {boolean(), integer()} | error().
 patomic_cas(_H, _Pos, _Expected, _New) -> ?NIF.
+-spec patomic_read(handle(), integer()) -> {ok, integer()} | error().
 patomic_read(_H, _Pos) -> ?NIF.
+-spec patomic_write(handle(), integer(), integer()) -> ok | error().
 patomic_write(_H, _Pos, _Value) -> ?NIF.
+-spec resize(handle()) -> {ok, non_neg_integer()} | error().
 resize(_H) -> ?NIF.
+-spec resize(handle(), integer()) -> {ok, non_neg_integer()} | error().
 resize(_H, _Size) -> ?NIF.
+-spec sync(handle(), integer(), integer()) -> ok | error().
 sync(_H, _Pos, _Len) -> ?NIF.
+%% Ref: the reference of the {emmap_sync, Ref, Result} message, or
+%% undefined for no message.
+-spec sync_async(handle(), reference() | undefined) -> ok | error().
 sync_async(_H, _Ref) -> ?NIF.
+-spec advise(handle(), integer(), integer(), atom()) -> ok | error().
 advise(_H, _Pos, _Len, _Hint) -> ?NIF.
+-spec block_init(handle(), integer()) -> ok | error().
 block_init(_H, _BlockSize) -> ?NIF.
+-spec block_store(handle(), binary()) -> non_neg_integer() | error().
 block_store(_H, _Bin) -> ?NIF.
+-spec block_read(handle(), integer()) -> binary() | eof | error().
 block_read(_H, _Addr) -> ?NIF.
+-spec block_free(handle(), integer()) -> boolean() | error().
 block_free(_H, _Addr) -> ?NIF.
+-spec block_scan(handle(), integer(), integer()) ->
+          {[{non_neg_integer(), binary()}], non_neg_integer() | eof} | error().
 block_scan(_H, _Start, _Count) -> ?NIF.
+-spec block_repair(handle(), integer(), integer()) -> non_neg_integer() | eof | error().
 block_repair(_H, _Start, _Count) -> ?NIF.
+-spec queue_open(handle(), integer(), never | always | interval, integer(), boolean(), boolean()) ->
+          {ok, queue(), map()} | error().
 queue_open(_H, _InitialCapacity, _Durability, _IntervalMs, _FixedSize, _AutoUnlink) -> ?NIF.
+-spec queue_push(queue(), binary(), 1 | 2) -> ok | error().  % 1: term_to_binary output, 2: a binary
 queue_push(_Q, _Bin, _Kind) -> ?NIF.
+%% The item itself (any term), nil when empty.
+-spec queue_pop(queue(), pop | peek | purge) -> term().
 queue_pop(_Q, _Mode) -> ?NIF.
+-spec queue_length(queue()) -> non_neg_integer() | error().
 queue_length(_Q) -> ?NIF.
+-spec queue_purge(queue()) -> ok | error().
 queue_purge(_Q) -> ?NIF.
+-spec queue_sync(queue()) -> ok | error().
 queue_sync(_Q) -> ?NIF.
+-spec queue_close(queue()) -> ok.
 queue_close(_Q) -> ?NIF.
+-spec queue_info(queue()) -> map() | error().
 queue_info(_Q) -> ?NIF.

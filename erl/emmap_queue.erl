@@ -9,12 +9,18 @@
 %%% ring that is reused, growing only when full (unless `fixed_size').
 %%%
 %%% Durability against power loss, by the `{sync, Mode}' option:
-%%%   never            (default) nothing is forced to disk: a push survives the
-%%%                    death of any process, not a power loss
-%%%   always           every push and pop is on stable storage before it returns
-%%%   {interval, Ms}   the queue is synced every Ms milliseconds, for as long as
-%%%                    the queue is open (by any process): a power loss loses
-%%%                    at most the last Ms (plus one sync) of pushes and pops
+%%% <ul>
+%%% <li>`never' (default): nothing is forced to disk; a push survives the
+%%%     death of any process, not a power loss (after one the queue holds
+%%%     pushed items, each at most once, in order, never a torn one).</li>
+%%% <li>`always': every push and pop that returned `ok' is on stable storage
+%%%     (`{error, eio}' means the item is not in the queue).</li>
+%%% <li>`{interval, Ms}': the queue is synced every `Ms' milliseconds for as
+%%%     long as it is open (by any process): a power loss loses at most the
+%%%     last `Ms' (plus one sync) of pushes and pops.</li>
+%%% </ul>
+%%% README.md ("Persistent queue") gives the whole contract, with several
+%%% writers and I/O errors.
 %%%
 %%% Used directly (open/push/pop) or through a gen_server (start_link/4,
 %%% enqueue/2, dequeue/1). Binaries are stored as they are; other terms go
@@ -115,10 +121,12 @@ peek(Q) -> erlang:error(badarg, [Q]).
 pop_and_purge(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_pop(Q, purge) end);
 pop_and_purge(Q) -> erlang:error(badarg, [Q]).
 
+%% @doc The number of items in the queue.
 -spec length(queue()) -> non_neg_integer() | {error, term()}.
 length(#emq{q = Q}) -> retry(fun() -> emmap_nif:queue_length(Q) end);
 length(Q) -> erlang:error(badarg, [Q]).
 
+%% @doc Whether the queue holds no item.
 -spec is_empty(queue()) -> boolean() | {error, term()}.
 is_empty(Q) ->
     case ?MODULE:length(Q) of
@@ -198,6 +206,7 @@ enqueue(Server, Term) -> erlang:error(badarg, [Server, Term]).
 dequeue(Server) when is_atom(Server); is_pid(Server) -> gen_server:call(Server, pop, infinity);
 dequeue(Server) -> erlang:error(badarg, [Server]).
 
+%% @doc Stops the server; the queue is closed, its items stay in the file.
 -spec stop(atom() | pid()) -> ok.
 stop(Server) -> gen_server:stop(Server).
 

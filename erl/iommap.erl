@@ -21,6 +21,8 @@
 -spec open(file:name_all(), [option()]) -> {ok, handle()} | {error, term()}.
 open(Path, Options) -> open(Path, read_write, Options).
 
+%% @doc Opens `Path' in mode `read', `write' or `read_write' with `Options'
+%% (see the module doc).
 -spec open(file:name_all(), mode(), [option()]) -> {ok, handle()} | {error, term()}.
 open(Path, Mode, Options) when is_list(Options) ->
     try length(Options) catch error:badarg -> erlang:error(badarg, [Path, Mode, Options]) end,
@@ -39,6 +41,7 @@ open(Path, Mode, Options) when is_list(Options) ->
 open(Path, Mode, Options) ->
     erlang:error(badarg, [Path, Mode, Options]).
 
+%% @doc Closes the mapping; region binaries taken from it stay valid.
 -spec close(handle()) -> ok.
 close(H) -> emmap_nif:close(H).
 
@@ -47,6 +50,7 @@ close(H) -> emmap_nif:close(H).
 pread(H, Off, Len) when is_integer(Off), is_integer(Len) -> emmap_nif:pread(H, Off, Len);
 pread(H, Off, Len) -> erlang:error(badarg, [H, Off, Len]).
 
+%% @doc Writes `Data' at `Off'; past the end is `{error, einval}'.
 -spec pwrite(handle(), non_neg_integer(), iodata()) -> ok | {error, term()}.
 pwrite(H, Off, Data) when is_integer(Off), is_binary(Data) -> emmap_nif:pwrite(H, Off, Data);
 pwrite(H, Off, Data) when is_integer(Off), is_list(Data) -> emmap_nif:pwrite(H, Off, iolist_to_binary(Data));
@@ -92,6 +96,7 @@ position(H) ->
         #{size := Size} -> {ok, Size}
     end.
 
+%% @doc A hint to the kernel for `[Off, Off+Len)' (see `emmap:advise/4').
 -spec advise(handle(), non_neg_integer(), non_neg_integer(), hint()) -> ok | {error, term()}.
 advise(H, Off, Len, Hint) when is_integer(Off), is_integer(Len), is_atom(Hint) ->
     emmap_nif:advise(H, Off, Len, Hint);

@@ -182,9 +182,6 @@ ERL_NIF_TERM open_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   h->options_term = enif_make_copy(h->info_env, argv[4]);
   const ERL_NIF_TERM handle = enif_make_resource(c.env, h);
   enif_release_resource(h);  // the term owns it now
-  if (flags.debug)
-    enif_fprintf(stderr, "emmap: opened %T at %lu, %lu bytes (%s)\r\n", argv[1], off, h->map->size(),
-                 opened->existed ? "existing" : "created");
 
   const Atoms& a = c.p->atoms;
   ERL_NIF_TERM keys[] = {a.exist, a.size, a.ignored};
@@ -198,7 +195,6 @@ ERL_NIF_TERM open_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM close_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
-  if (h->flags.debug && !h->map->closed()) enif_fprintf(stderr, "emmap: closed %T\r\n", h->path_term);
   h->map->close();  // waits for accesses in flight; memory stays while direct binaries hold it
   h->release_regions();
   return c.ok();
@@ -434,7 +430,6 @@ ERL_NIF_TERM resize_impl(Call& c, int argc, const ERL_NIF_TERM argv[]) {
     r = h->map->resize(size);
   }
   if (!r) return c.error(r.error());
-  if (h->flags.debug) enif_fprintf(stderr, "emmap: resized %T to %lu bytes\r\n", h->path_term, *r);
   return c.ok(enif_make_uint64(c.env, *r));
 }
 

@@ -74,7 +74,7 @@ struct Priv {
 // What the open options say beyond the core's OpenOptions.
 struct HandleFlags {
   bool direct = false;  // reads return binaries that point into the map
-  bool debug = false;   // log open/close/resize to stderr
+  bool debug = false;   // emmap.erl reports open/close/resize through logger
   bool nolock = false;  // accepted for compatibility; the access gate stays (reported as ignored)
 };
 

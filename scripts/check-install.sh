@@ -29,3 +29,19 @@ CPP
 g++ -std=c++20 -o "$stage/use" "$stage/use.cpp" $(pkg-config --cflags --libs emmap)
 libdir=$(dirname "$(find "$stage" -name 'libemmap.so*' | head -1)")
 LD_LIBRARY_PATH="$libdir" "$stage/use"
+
+# The OTP application, where a packager ships it: ERL_LIBS finds it as any
+# other library (code:priv_dir(emmap) holds the NIF).
+app=$(find "$stage" -type d -name 'emmap-*' -path '*erlang/lib*' | head -1)
+if [ -n "$app" ]; then
+  ERL_LIBS=$(dirname "$app") erl -noshell -eval '
+    ok = application:load(emmap),
+    {ok, M, _} = emmap:open("", 0, 4096, [anon, read, write]),
+    ok = emmap:pwrite(M, 0, <<"installed">>),
+    {ok, <<"installed">>} = emmap:pread(M, 0, 9),
+    io:format("installed emmap ~s via ERL_LIBS: ~s~n",
+              [element(2, application:get_key(emmap, vsn)), code:priv_dir(emmap)]),
+    halt(0).' || { echo "the installed OTP application does not work"; exit 1; }
+elif [ -f "$build/erl/emmap/ebin/emmap.app" ]; then
+  echo "the OTP application was not installed"; exit 1
+fi

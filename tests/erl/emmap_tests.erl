@@ -5,6 +5,8 @@
 -include_lib("eunit/include/eunit.hrl").
 -include_lib("kernel/include/file.hrl").
 
+-export([log/2]).   % a logger handler for debug_reports_through_logger_test
+
 %%% ---------------------------------------------------------------------------
 %%% Helpers
 %%% ---------------------------------------------------------------------------
@@ -166,6 +168,44 @@ anon_test() ->
     {ok, 16384} = emmap:resize(M, 16384),
     ?assertEqual({ok, <<"anon">>}, emmap:pread(M, 100, 4)),
     emmap:close(M).
+
+%% The `debug' option reports through OTP logger (level notice, domain
+%% [emmap]), so a user's handlers see it; nothing goes to stderr.
+debug_reports_through_logger_test() ->
+    ok = logger:add_handler(emmap_test_h, ?MODULE, #{config => #{pid => self()}}),
+    F = tmp("debug"),
+    try
+        {ok, M, _} = emmap:open(F, [create, read, write, debug, {size, 4096}]),
+        {ok, 8192} = emmap:resize(M),
+        {ok, 100} = emmap:resize(M, 100),
+        ok = emmap:close(M),
+        ok = emmap:close(M),                              % a second close says nothing
+        {ok, Quiet, _} = emmap:open(F, [read, write]),    % no debug: no report
+        {ok, _} = emmap:resize(Quiet, 200),
+        ok = emmap:close(Quiet),
+        Reports = flush_reports([]),
+        ?assertMatch([{notice, "emmap: opened " ++ _},
+                      {notice, "emmap: resized " ++ _},
+                      {notice, "emmap: resized " ++ _},
+                      {notice, "emmap: closed " ++ _}], Reports),
+        [{_, Opened}, {_, Grown}, {_, Shrunk}, _] = Reports,
+        ?assertNotEqual(nomatch, string:find(Opened, "4096 bytes (created)")),
+        ?assertNotEqual(nomatch, string:find(Grown, "to 8192 bytes")),
+        ?assertNotEqual(nomatch, string:find(Shrunk, "to 100 bytes"))
+    after
+        logger:remove_handler(emmap_test_h),
+        file:delete(F)
+    end.
+
+log(#{level := Level, msg := {Format, Args}, meta := #{domain := [emmap]}}, #{config := #{pid := Pid}}) ->
+    Pid ! {emmap_log, Level, lists:flatten(io_lib:format(Format, Args))};
+log(_, _) ->
+    ok.
+
+flush_reports(Acc) ->
+    receive {emmap_log, Level, Text} -> flush_reports([{Level, Text} | Acc])
+    after 0 -> lists:reverse(Acc)
+    end.
 
 hints_test() ->
     F = tmp("hints"),

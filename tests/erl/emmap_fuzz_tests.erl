@@ -25,9 +25,18 @@ run(N) ->
     Dir = filename:join(tmpdir(), "emmap-fuzz-" ++ os:getpid()),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     rand:seed(exsss, {erlang:phash2(N), 7, 42}),
-    Env = setup(Dir),
-    Counts = loop(N, Env, #{}),
-    teardown(Env),
+    %% Junk arguments ("string", <<"bin">>, foo) are file names too: relative
+    %% ones must land in the fuzz's own directory, not in the caller's.
+    {ok, Cwd} = file:get_cwd(),
+    ok = file:set_cwd(Dir),
+    Counts = try
+                 Env = setup(Dir),
+                 C = loop(N, Env, #{}),
+                 teardown(Env),
+                 C
+             after
+                 ok = file:set_cwd(Cwd)
+             end,
     [file:delete(F) || F <- filelib:wildcard(filename:join(Dir, "*"))],
     file:del_dir(Dir),
     %% Every function was called, and the VM is alive to say so.
