@@ -53,6 +53,7 @@ fi
 options="--buildtype=release -Derlang=enabled -Dtests=disabled -Dbenchmarks=disabled -Derts_include=$erts_include ${EMMAP_MESON_OPTIONS:-}"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.emmap-options" 2>/dev/null)" != "$options" ]; then
   rm -rf "$build"
+  mkdir -p "$app/_build"
   # shellcheck disable=SC2086 # the options are words
   meson setup "$build" "$app" $options >"$app/_build/emmap-nif-setup.log" 2>&1 || {
     cat "$app/_build/emmap-nif-setup.log" >&2
