@@ -11,6 +11,7 @@
 # EMMAP_MESON_OPTIONS passes options to `meson setup`, for example
 #   EMMAP_MESON_OPTIONS="-Dio_uring=disabled" rebar3 compile
 # (see meson_options.txt; a change of options reconfigures the build).
+# MESON, NINJA and CXX name other programs than meson, ninja and c++.
 set -eu
 app=$(cd "$(dirname "$0")/.." && pwd)
 build="$app/_build/emmap-nif"
@@ -26,8 +27,9 @@ need() {
   echo "emmap: building the NIF needs $2 (Debian: apt-get install meson ninja-build g++ erlang-dev)" >&2
   exit 1
 }
-need meson "Meson >= 1.0"
-need ninja "Ninja"
+meson=${MESON:-meson}
+need "$meson" "Meson >= 1.0"
+need "${NINJA:-ninja}" "Ninja"
 cxx=${CXX:-c++}
 need "$cxx" "a C++20 compiler (g++ >= 10 or clang++ >= 12)"
 if ! printf '#include <version>\n#if __cplusplus < 202002L\n#error\n#endif\nint main(){}\n' |
@@ -55,14 +57,14 @@ if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.emmap-options" 2>/dev/null
   rm -rf "$build"
   mkdir -p "$app/_build"
   # shellcheck disable=SC2086 # the options are words
-  meson setup "$build" "$app" $options >"$app/_build/emmap-nif-setup.log" 2>&1 || {
+  "$meson" setup "$build" "$app" $options >"$app/_build/emmap-nif-setup.log" 2>&1 || {
     cat "$app/_build/emmap-nif-setup.log" >&2
     echo "emmap: meson setup failed (log above)" >&2
     exit 1
   }
   printf '%s' "$options" >"$build/.emmap-options"
 fi
-meson compile -C "$build" nif/emmap_nif >/dev/null || {
+"$meson" compile -C "$build" nif/emmap_nif >/dev/null || {
   echo "emmap: compiling the NIF failed; run: meson compile -C $build nif/emmap_nif" >&2
   exit 1
 }
