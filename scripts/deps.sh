@@ -5,6 +5,10 @@ set -euo pipefail
 
 packages=(meson ninja-build g++ pkg-config libgtest-dev libbenchmark-dev liburing-dev
           valgrind erlang-nox erlang-dev erlang-eunit)
+# The "as a dependency" stage of the tests: rebar3, mix, dialyzer, edoc, git.
+if [ "${EMMAP_DEPS:-}" = test ]; then
+  packages+=(rebar3 elixir erlang-dialyzer erlang-edoc git)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

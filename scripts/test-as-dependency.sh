@@ -83,7 +83,7 @@ EOF
 call_rebar3_app() {
   out=$(erl -noshell -pa _build/default/lib/*/ebin -eval 'io:format("~p~n", [depapp_demo:run()]), halt().')
   echo "$out"
-  grep -q "{ok,emmap_works,\"$PWD/_build/default/lib/emmap/priv\"}" <<<"$out"
+  grep -Eq "\{ok, ?emmap_works, ?\"[^\"]*/emmap/priv\"\}" <<<"$out"
 }
 
 rebar3_git_dep() {
@@ -104,7 +104,7 @@ rebar3_release() {
   out=$("$work/rel/bin/depapp" eval 'depapp_demo:run().')
   "$work/rel/bin/depapp" stop
   echo "$out"
-  grep -q "{ok,emmap_works,\"$work/rel/lib/emmap-.*/priv\"}" <<<"$out"
+  grep -Eq "\{ok, ?emmap_works, ?\"$work/rel/lib/emmap-[0-9.]+/priv\"\}" <<<"$out"
 }
 
 rebar3_checkouts() {

@@ -7,11 +7,15 @@
 #   build-bsd/     bsd backend against the same contract
 #   valgrind       the GoogleTest suites of build/ under valgrind
 #   install        `meson install` to a staging dir, then a C++ program built
-#                  with `pkg-config --cflags --libs emmap` against it
+#                  with `pkg-config --cflags --libs emmap` against it, and the
+#                  installed OTP application through ERL_LIBS
+#   as a dependency  fresh rebar3 and mix apps that depend on this checkout
+#                  (git URL, _checkouts, path), a release, the Elixir example,
+#                  rebar3 eunit / dialyzer / edoc (scripts/test-as-dependency.sh)
 # Ends with one line "emmap: N passed, N failed"; exits non-zero on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh || exit 1
+EMMAP_DEPS=test bash scripts/deps.sh || exit 1
 
 passed=0
 failed=0
@@ -73,6 +77,20 @@ if bash scripts/check-install.sh build; then
   passed=$((passed + 1))
 else
   failures+=("install")
+  failed=$((failed + 1))
+fi
+
+echo "=== as a dependency ==="
+dep_log=$(mktemp)
+bash scripts/test-as-dependency.sh 2>&1 | tee "$dep_log"
+dep_out=$(tail -1 "$dep_log")
+rm -f "$dep_log"
+if [[ $dep_out =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+  passed=$((passed + BASH_REMATCH[1]))
+  failed=$((failed + BASH_REMATCH[2]))
+  [ "${BASH_REMATCH[2]}" -eq 0 ] || failures+=("as a dependency")
+else
+  failures+=("as a dependency")
   failed=$((failed + 1))
 fi
 
