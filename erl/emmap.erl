@@ -4,7 +4,8 @@
 %%% works on it (`file:pread/3', `file:write/2', `file:position/2',
 %%% `file:close/1', ...). Wrong argument types raise `badarg'; wrong values
 %%% return `{error, Atom}'. After `close/1' every call returns
-%%% `{error, closed}'. See README.md for the options and the guarantees.
+%%% `{error, closed}'. The overview (README.md) lists the options, the errors
+%%% and the guarantees.
 %%%
 %%% With the `direct' option, reads return binaries that point into the
 %%% map (zero-copy). Such a binary changes when the map is written, by this
