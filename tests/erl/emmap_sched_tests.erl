@@ -25,7 +25,18 @@ tmp(Name) ->
 %% Runs Fun in this process while a *separate* process watches the
 %% schedulers (the VM never reports a long schedule to the process that
 %% asked for reports, so watching from here could never fail). Returns
-%% Fun's result and the long schedules (over 10 ms) of this process.
+%% Fun's result and the long schedules (over 10 ms) of this process that the
+%% OS does not explain.
+%%
+%% A long schedule is wall time: when the machine has more runnable threads
+%% than cores (a build, another test run), the kernel takes the CPU from a
+%% scheduler thread in the middle of a 1 ms call and the call seems to last
+%% 20-40 ms. The kernel counts that time as run-queue delay in
+%% /proc/self/task/TID/schedstat; a stall of this library (a copy, a page
+%% fault waiting on the disk) is not counted there. So the reports are
+%% excused only when one normal scheduler's run-queue delay over the window
+%% covers the reports' excess over 10 ms; on an idle machine that delay is
+%% ~0 and every long schedule fails the test.
 watched(Fun) ->
     Self = self(),
     Watcher = spawn(fun() ->
@@ -34,9 +45,48 @@ watched(Fun) ->
                             collect_long_schedules(Self, [])
                     end),
     receive {watching, Watcher} -> ok end,
+    Delays0 = run_queue_delays(),
     R = Fun(),
+    Delay = max_delay_ms(Delays0, run_queue_delays()),
     Watcher ! {stop, Self},
-    receive {long_schedules, Watcher, Reports} -> {R, Reports} end.
+    receive {long_schedules, Watcher, Reports} -> ok end,
+    Excess = lists:sum([T - 10 || Info <- Reports, {timeout, T} <- Info]),
+    case Reports =/= [] andalso Delay >= Excess of
+        true ->
+            ?debugFmt("~p ms of long schedules excused: the OS kept the schedulers waiting ~p ms",
+                      [Excess + 10 * length(Reports), Delay]),
+            {R, []};
+        false ->
+            {R, [[{run_queue_delay_ms, Delay} | Info] || Info <- Reports]}
+    end.
+
+%% The time (ms) the kernel kept each of this VM's normal scheduler threads
+%% runnable but off the CPU, by thread; empty where schedstat is missing.
+run_queue_delays() ->
+    Task = "/proc/" ++ os:getpid() ++ "/task/",
+    case file:list_dir(Task) of
+        {ok, Tids} -> maps:from_list([{Tid, delay_ms(Task ++ Tid)} || Tid <- Tids,
+                                                                       is_normal_scheduler(Task ++ Tid)]);
+        {error, _} -> #{}
+    end.
+
+%% The largest growth of one thread's delay from D0 to D1.
+max_delay_ms(D0, D1) ->
+    lists:max([0 | [V - maps:get(T, D0, 0) || {T, V} <- maps:to_list(D1)]]).
+
+is_normal_scheduler(Dir) ->
+    case file:read_file(Dir ++ "/comm") of
+        {ok, Comm} -> binary:match(Comm, <<"_scheduler">>) =/= nomatch;
+        {error, _} -> false
+    end.
+
+delay_ms(Dir) ->
+    case file:read_file(Dir ++ "/schedstat") of
+        {ok, Stat} ->
+            [_Cpu, Wait | _] = binary:split(Stat, [<<" ">>, <<"\n">>], [global, trim_all]),
+            binary_to_integer(Wait) div 1000000;
+        {error, _} -> 0
+    end.
 
 collect_long_schedules(Pid, Acc) ->
     receive
