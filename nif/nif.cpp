@@ -263,6 +263,33 @@ ERL_NIF_TERM read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return r;
 }
 
+// The line [pos, pos+len) as file:read_line/1 gives it: a CR right before
+// the closing LF is dropped (the line is then a copy, even for a direct
+// handle, since its bytes are no longer one range of the map).
+ERL_NIF_TERM read_line_at(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t len) {
+  if (len < 2) return read_binary(c, h, pos, len);
+  auto crlf = h->map->with_range(
+      pos + len - 2, 2, [](const char* data, std::size_t n, Region&) -> Result<bool> {
+        return n == 2 && data[0] == '\r' && data[1] == '\n';
+      },
+      c.wait());
+  if (!crlf) return c.error(crlf.error());
+  if (!*crlf) return read_binary(c, h, pos, len);
+  auto r = h->map->with_range(
+      pos, len - 2,
+      [&](const char* data, std::size_t n, Region&) -> Result<ERL_NIF_TERM> {
+        if (n > kDirtyCopy && !c.dirty) return Error(Errc::ebusy);
+        ErlNifBinary b;
+        if (!enif_alloc_binary(n + 1, &b)) return Error(Errc::enomem);
+        std::memcpy(b.data, data, n);
+        b.data[n] = '\n';
+        return enif_make_binary(c.env, &b);
+      },
+      c.wait());
+  if (!r) return c.error(r.error());
+  return c.ok(*r);
+}
+
 ERL_NIF_TERM read_line_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
@@ -283,7 +310,7 @@ ERL_NIF_TERM read_line_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
     std::uint64_t expected = start;
     if (!h->position.compare_exchange_strong(expected, start + *line_len, std::memory_order_relaxed))
       continue;  // another process moved the position: read again from there
-    const ERL_NIF_TERM r = read_binary(c, h, start, *line_len);
+    const ERL_NIF_TERM r = read_line_at(c, h, start, *line_len);
     if (c.retry || !is_ok_tuple(c, r)) give_back(h, start, *line_len);
     return r;
   }

@@ -287,6 +287,27 @@ list_forms_test() ->
         ?assertEqual({error, einval}, emmap:pread(M, [{-1, 1}]))
     end).
 
+%% file:read_line/1 on a map gives what it gives on a file: the LF kept, a
+%% CR right before it dropped (also for a direct map, whose lines are then
+%% copies), a lone CR kept, the last line without LF as it is.
+read_line_drops_cr_before_lf_test() ->
+    Text = <<"a\r\nb\rc\n\r\n\n\r\r\nlast\r">>,
+    Expected = [{ok, <<"a\n">>}, {ok, <<"b\rc\n">>}, {ok, <<"\n">>}, {ok, <<"\n">>},
+                {ok, <<"\r\n">>}, {ok, <<"last\r">>}, eof],
+    lists:foreach(
+      fun(Opts) ->
+          with_file("lines", byte_size(Text), fun(F, M0) ->
+              ok = emmap:pwrite(M0, 0, Text),
+              {ok, Raw} = file:open(F, [read, raw, binary]),
+              FromFile = [file:read_line(Raw) || _ <- Expected],
+              ok = file:close(Raw),
+              ?assertEqual(Expected, FromFile),
+              {ok, M, _} = emmap:open(F, 0, 0, [read | Opts]),
+              ?assertEqual(Expected, [file:read_line(M) || _ <- Expected]),
+              ok = emmap:close(M)
+          end)
+      end, [[], [direct]]).
+
 file_module_test() ->
     with_file("file", 32, fun(F, M) ->
         ok = file:write(M, <<"line one\nline two\n">>),
