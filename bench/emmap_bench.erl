@@ -223,7 +223,7 @@ queue_sync_always(N, Rounds) ->
     Round = fun(Qs, Halves) ->
                     QT = time_us(fun() -> parallel_funs([Push(Q) || Q <- Qs]) end),
                     FT = time_us(fun() -> parallel_funs([Append(H) || H <- Halves]) end),
-                    ok = emmap_queue:purge(Q1),
+                    ok = emmap_queue:erase(Q1),
                     {QT, FT}
             end,
     One = [Round([Q1], [0]) || _ <- lists:seq(1, Rounds)],

@@ -8,7 +8,8 @@
          resize/1, resize/2, sync/3, sync_async/2, advise/4,
          block_init/2, block_store/2, block_read/2, block_free/2, block_scan/3, block_repair/3,
          queue_open/6, queue_push/3, queue_pop/2, queue_length/1, queue_purge/1,
-         queue_sync/1, queue_close/1, queue_info/1]).
+         queue_sync/1, queue_close/1, queue_info/1, queue_purge/2, queue_claim/1,
+         queue_commit/2, queue_release/1, queue_scan/5]).
 
 -on_load(init/0).
 
@@ -88,7 +89,7 @@ queue_open(_H, _InitialCapacity, _Durability, _IntervalMs, _FixedSize, _AutoUnli
 -spec queue_push(queue(), binary(), 1 | 2) -> ok | error().  % 1: term_to_binary output, 2: a binary
 queue_push(_Q, _Bin, _Kind) -> ?NIF.
 %% The item itself (any term), nil when empty.
--spec queue_pop(queue(), pop | peek | purge) -> term().
+-spec queue_pop(queue(), pop | peek | purge | back) -> term().
 queue_pop(_Q, _Mode) -> ?NIF.
 -spec queue_length(queue()) -> non_neg_integer() | error().
 queue_length(_Q) -> ?NIF.
@@ -100,3 +101,15 @@ queue_sync(_Q) -> ?NIF.
 queue_close(_Q) -> ?NIF.
 -spec queue_info(queue()) -> map() | error().
 queue_info(_Q) -> ?NIF.
+-spec queue_purge(queue(), if_empty) -> boolean() | error().
+queue_purge(_Q, _IfEmpty) -> ?NIF.
+-spec queue_claim(queue()) -> {term(), reference()} | nil | error().
+queue_claim(_Q) -> ?NIF.
+-spec queue_commit(reference(), boolean()) -> ok | error().
+queue_commit(_Claim, _Purge) -> ?NIF.
+-spec queue_release(reference()) -> ok.
+queue_release(_Claim) -> ?NIF.
+-spec queue_scan(queue(), non_neg_integer(), non_neg_integer(), pos_integer(), boolean()) ->
+          {[{non_neg_integer(), non_neg_integer(), term()} | {non_neg_integer(), non_neg_integer()}],
+           {non_neg_integer(), non_neg_integer()}, boolean()} | error().
+queue_scan(_Q, _Seq, _Pos, _Max, _WithItems) -> ?NIF.

@@ -59,6 +59,9 @@
   X(pop, "pop")                             \
   X(peek, "peek")                           \
   X(purge, "purge")                         \
+  X(back, "back")                           \
+  X(head, "head")                           \
+  X(tail, "tail")                           \
   X(cur, "cur")                             \
   /* atomics */                             \
   X(add, "add")                             \

@@ -640,6 +640,33 @@ ERL_NIF_TERM block_repair_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 
 // ---- persistent queue -------------------------------------------------------------
 
+// A queue item as a term, for Queue::take/claim/scan visitors.
+struct ItemOut {
+  ErlNifEnv* env;
+  bool dirty;
+  ERL_NIF_TERM item;
+};
+
+Errc item_to_term(void* ctx, std::uint8_t kind, const char* data, std::size_t len) {
+  auto* o = static_cast<ItemOut*>(ctx);
+  // Copying or decoding a large item takes long: on a dirty scheduler
+  // (the item stays queued meanwhile).
+  if (len > kDirtyCopy && !o->dirty) return Errc::ebusy;
+  if (kind == queue::kBinary) return copy_binary(o->env, data, len, &o->item) ? Errc::ok : Errc::enomem;
+  if (kind == queue::kErlangTerm) {
+    // {'$emmap_queue_z', Bin}: emmap_queue decodes it (enif_binary_to_term
+    // does not take compressed terms).
+    ERL_NIF_TERM bin;
+    if (!copy_binary(o->env, data, len, &bin)) return Errc::enomem;
+    o->item = enif_make_tuple2(o->env, enif_make_atom(o->env, "$emmap_queue_z"), bin);
+    return Errc::ok;
+  }
+  // A checksummed record that is no external term: corrupt, left queued.
+  return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0
+             ? Errc::ok
+             : Errc::corrupt;
+}
+
 bool queue_arg(Call& c, ERL_NIF_TERM t, queue::Queue** q) {
   QueueRes* r;
   if (!enif_get_resource(c.env, t, c.p->queue_type, reinterpret_cast<void**>(&r)) || !r->q) return false;
@@ -692,7 +719,7 @@ ERL_NIF_TERM queue_push_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   ErlNifBinary data;
   unsigned kind;
   if (!queue_arg(c, argv[0], &q) || !enif_inspect_binary(c.env, argv[1], &data) ||
-      !enif_get_uint(c.env, argv[2], &kind) || (kind != queue::kTerm && kind != queue::kBinary))
+      !enif_get_uint(c.env, argv[2], &kind) || kind < queue::kTerm || kind > queue::kErlangTerm)
     return c.badarg();
   // msync waits for the disk; a large copy takes long: both dirty.
   if (!c.dirty && (q->options().durability == queue::Durability::always || data.size > kDirtyCopy))
@@ -715,31 +742,104 @@ ERL_NIF_TERM queue_pop_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
     how = queue::Take::peek;
   } else if (argv[1] == a.purge) {
     how = queue::Take::pop_and_purge;
+  } else if (argv[1] == a.back) {
+    how = queue::Take::peek_back;
   } else {
     return c.badarg();
   }
-  struct Out {
-    ErlNifEnv* env;
-    bool dirty;
-    ERL_NIF_TERM item;
-  } out{c.env, c.dirty, 0};
-  auto r = q->take(
-      how,
-      [](void* ctx, std::uint8_t kind, const char* data, std::size_t len) -> Errc {
-        auto* o = static_cast<Out*>(ctx);
-        // Copying or decoding a large item takes long: on a dirty scheduler
-        // (the item stays queued meanwhile).
-        if (len > kDirtyCopy && !o->dirty) return Errc::ebusy;
-        if (kind == queue::kBinary) return copy_binary(o->env, data, len, &o->item) ? Errc::ok : Errc::enomem;
-        // A checksummed record that is no external term: corrupt, left queued.
-        return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0
-                   ? Errc::ok
-                   : Errc::corrupt;
-      },
-      &out, c.queue_wait());
+  ItemOut out{c.env, c.dirty, 0};
+  auto r = q->take(how, item_to_term, &out, c.queue_wait());
   if (!r) return c.error(r.error());
   if (!*r) return a.nil;
   return out.item;
+}
+
+// queue_claim(Q) -> {Item, Claim} | nil | {error, Reason}: the head, claimed
+// (see Queue::claim); the claim ends with queue_commit/2, queue_release/1 or
+// when Claim is garbage.
+ERL_NIF_TERM queue_claim_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  QueueRes* qr;
+  if (!enif_get_resource(c.env, argv[0], c.p->queue_type, reinterpret_cast<void**>(&qr)) || !qr->q)
+    return c.badarg();
+  void* mem = enif_alloc_resource(c.p->claim_type, sizeof(ClaimRes));
+  if (!mem) return c.error(Errc::enomem);
+  auto* cr = new (mem) ClaimRes();
+  ItemOut out{c.env, c.dirty, 0};
+  auto r = qr->q->claim(item_to_term, &out, c.queue_wait());
+  if (!r || !*r) {
+    enif_release_resource(cr);
+    if (!r) return c.error(r.error());
+    return c.p->atoms.nil;
+  }
+  cr->q = qr->q;
+  cr->claim = std::move(*r);
+  const ERL_NIF_TERM claim = enif_make_resource(c.env, cr);
+  enif_release_resource(cr);
+  return enif_make_tuple2(c.env, out.item, claim);
+}
+
+bool claim_arg(Call& c, ERL_NIF_TERM t, ClaimRes** cr) {
+  return enif_get_resource(c.env, t, c.p->claim_type, reinterpret_cast<void**>(cr));
+}
+
+// queue_commit(Claim, Purge) -> ok | {error, Reason}: pops the claimed item
+ERL_NIF_TERM queue_commit_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  ClaimRes* cr;
+  if (!claim_arg(c, argv[0], &cr) || (argv[1] != c.p->atoms.true_ && argv[1] != c.p->atoms.false_))
+    return c.badarg();
+  if (!cr->claim || !cr->q) return c.error(Errc::estale);
+  const Error e = cr->q->commit(*cr->claim, argv[1] == c.p->atoms.true_, c.queue_wait());
+  return e ? c.error(e) : c.ok();
+}
+
+// queue_release(Claim) -> ok: the item stays at the head, for anyone
+ERL_NIF_TERM queue_release_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  ClaimRes* cr;
+  if (!claim_arg(c, argv[0], &cr)) return c.badarg();
+  if (cr->claim) queue::Queue::release(*cr->claim);
+  return c.ok();
+}
+
+// queue_scan(Q, Seq, Pos, Max, WithItems) -> {[{Seq, Pos, Item}] | [{Seq, Pos}], {NextSeq, NextPos}, More}
+ERL_NIF_TERM queue_scan_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  queue::Queue* q;
+  if (!queue_arg(c, argv[0], &q)) return c.badarg();
+  std::uint64_t seq, pos, max;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &seq, &err) || !arg_u64(c, argv[2], &pos, &err) || !arg_u64(c, argv[3], &max, &err))
+    return err;
+  const Atoms& a = c.p->atoms;
+  if (argv[4] != a.true_ && argv[4] != a.false_) return c.badarg();
+  struct Scan {
+    ItemOut item;
+    bool with_items;
+    std::vector<ERL_NIF_TERM> out;
+  } sc{{c.env, c.dirty, 0}, argv[4] == a.true_, {}};
+  try {
+    sc.out.reserve(max < 1024 ? max : 1024);
+  } catch (...) {
+    return c.error(Errc::enomem);
+  }
+  auto r = q->scan(
+      {seq, pos}, max < 1024 ? max : 1024,
+      [](void* ctx, queue::Queue::ScanPos at, std::uint8_t kind, const char* data, std::size_t len) -> Errc {
+        auto* s = static_cast<Scan*>(ctx);
+        ErlNifEnv* env = s->item.env;
+        if (s->with_items) {
+          if (Errc e = item_to_term(&s->item, kind, data, len); e != Errc::ok) return e;
+          s->out.push_back(enif_make_tuple3(env, enif_make_uint64(env, at.seq), enif_make_uint64(env, at.pos),
+                                            s->item.item));
+        } else {
+          s->out.push_back(enif_make_tuple2(env, enif_make_uint64(env, at.seq), enif_make_uint64(env, at.pos)));
+        }
+        return Errc::ok;
+      },
+      &sc, c.queue_wait());
+  if (!r) return c.error(r.error());
+  const ERL_NIF_TERM list = enif_make_list_from_array(c.env, sc.out.data(), static_cast<unsigned>(sc.out.size()));
+  const ERL_NIF_TERM next =
+      enif_make_tuple2(c.env, enif_make_uint64(c.env, r->next.seq), enif_make_uint64(c.env, r->next.pos));
+  return enif_make_tuple3(c.env, list, next, r->more ? a.true_ : a.false_);
 }
 
 ERL_NIF_TERM queue_length_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
@@ -756,21 +856,27 @@ ERL_NIF_TERM queue_info_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   auto r = q->stats(c.queue_wait());
   if (!r) return c.error(r.error());
   const Atoms& a = c.p->atoms;
-  ERL_NIF_TERM keys[] = {a.count, a.capacity, a.used, a.epoch, a.repairs, a.strict, a.syncs};
+  ERL_NIF_TERM keys[] = {a.count, a.capacity, a.used, a.epoch, a.repairs, a.strict, a.syncs, a.head, a.tail};
   ERL_NIF_TERM vals[] = {enif_make_uint64(c.env, r->count),   enif_make_uint64(c.env, r->capacity),
                          enif_make_uint64(c.env, r->used),    enif_make_uint64(c.env, r->epoch),
                          enif_make_uint64(c.env, r->repairs), r->strict ? a.true_ : a.false_,
-                         enif_make_uint64(c.env, r->syncs)};
+                         enif_make_uint64(c.env, r->syncs),   enif_make_uint64(c.env, r->head),
+                         enif_make_uint64(c.env, r->tail)};
   ERL_NIF_TERM map;
-  enif_make_map_from_arrays(c.env, keys, vals, 7, &map);
+  enif_make_map_from_arrays(c.env, keys, vals, 9, &map);
   return map;
 }
 
-ERL_NIF_TERM queue_purge_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+// queue_purge(Q) -> ok: drops every item; queue_purge(Q, if_empty) -> true |
+// false: gives the space of an empty queue back, leaves one with items.
+ERL_NIF_TERM queue_purge_impl(Call& c, int argc, const ERL_NIF_TERM argv[]) {
   queue::Queue* q;
   if (!queue_arg(c, argv[0], &q)) return c.badarg();
-  const Error e = q->purge(c.queue_wait());
-  return e ? c.error(e) : c.ok();
+  if (argc == 2 && !enif_is_identical(argv[1], enif_make_atom(c.env, "if_empty"))) return c.badarg();
+  auto r = q->purge(argc == 2, c.queue_wait());
+  if (!r) return c.error(r.error());
+  if (argc == 1) return c.ok();
+  return *r ? c.p->atoms.true_ : c.p->atoms.false_;
 }
 
 // queue_sync(Q) -> ok | {error, Reason}: the durable point of {sync, {interval, Ms}}
@@ -863,6 +969,11 @@ ErlNifFunc functions[] = {
     {"queue_length", 1, normal_entry<queue_length_impl>, 0},
     {"queue_info", 1, normal_entry<queue_info_impl>, 0},         // O(1); dirty when busy
     {"queue_purge", 1, dirty_entry<queue_purge_impl>, kDirtyIo},   // shrinks the file
+    {"queue_purge", 2, dirty_entry<queue_purge_impl>, kDirtyIo},
+    {"queue_claim", 1, normal_entry<queue_claim_impl>, 0},         // as queue_pop
+    {"queue_commit", 2, normal_entry<queue_commit_impl>, 0},       // as queue_pop
+    {"queue_release", 1, normal_entry<queue_release_impl>, 0},     // O(1): queues the unlock
+    {"queue_scan", 5, normal_entry<queue_scan_impl>, 0},           // <= 1 MiB of items here, more dirty
     {"queue_sync", 1, dirty_entry<queue_sync_impl>, kDirtyIo},     // msync of the whole map
     {"queue_close", 1, dirty_entry<queue_close_impl>, kDirtyIo},   // munmap
 };

@@ -104,6 +104,13 @@ void queue_dtor(ErlNifEnv* env, void* obj) {
   q->~QueueRes();
 }
 
+void claim_dtor(ErlNifEnv* env, void* obj) {
+  auto* c = static_cast<ClaimRes*>(obj);
+  c->claim.reset();  // ends the claim: queues a request to the holder thread, never blocks
+  if (c->q) priv(env)->reaper.drop(std::move(c->q));
+  c->~ClaimRes();
+}
+
 }  // namespace
 
 bool open_resource_types(ErlNifEnv* env, Priv* p, ErlNifResourceFlags flags) {
@@ -111,7 +118,8 @@ bool open_resource_types(ErlNifEnv* env, Priv* p, ErlNifResourceFlags flags) {
   p->handle_type = enif_open_resource_type(env, nullptr, "emmap_handle", handle_dtor, flags, &tried);
   p->region_type = enif_open_resource_type(env, nullptr, "emmap_region", region_dtor, flags, &tried);
   p->queue_type = enif_open_resource_type(env, nullptr, "emmap_queue", queue_dtor, flags, &tried);
-  return p->handle_type && p->region_type && p->queue_type;
+  p->claim_type = enif_open_resource_type(env, nullptr, "emmap_queue_claim", claim_dtor, flags, &tried);
+  return p->handle_type && p->region_type && p->queue_type && p->claim_type;
 }
 
 }  // namespace emmap::nif

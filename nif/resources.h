@@ -67,6 +67,7 @@ struct Priv {
   ErlNifResourceType* handle_type = nullptr;
   ErlNifResourceType* region_type = nullptr;
   ErlNifResourceType* queue_type = nullptr;
+  ErlNifResourceType* claim_type = nullptr;
   Reaper reaper;
   Timeslice timeslice;  // charges normal-scheduler calls by the time they take
 };
@@ -86,6 +87,13 @@ struct RegionRes {
 // destructor lets go of the file lock that says "a handle is open".
 struct QueueRes {
   std::shared_ptr<queue::Queue> q;
+};
+
+// One per claimed head (emmap_queue:try_pop/2 and pop/3): its destructor
+// ends the claim, so a process that dies mid-Fun leaves the item queued.
+struct ClaimRes {
+  std::shared_ptr<queue::Queue> q;
+  std::shared_ptr<queue::Queue::Claim> claim;
 };
 
 struct HandleRes {

@@ -1,7 +1,12 @@
 #include "queue.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <random>
+#include <thread>
 
 #include "background.h"
 #include "crc32c.h"
@@ -20,6 +25,10 @@ constexpr std::uint64_t kMinCapacity = 4096;
 constexpr std::uint64_t kNeedsRecovery = 1;  // header flags
 constexpr std::uint64_t kStrict = 2;
 constexpr std::uint64_t kIoError = 4;
+constexpr std::uint64_t kClaimLockOffset = 640;
+constexpr std::uint64_t kClaimOffset = 768;
+static_assert(kLockOffset + kSharedLockBytes <= kClaimLockOffset &&
+              kClaimLockOffset + kSharedLockBytes <= kClaimOffset);
 
 struct State {
   std::uint64_t head, tail, wrap, capacity, count;
@@ -109,6 +118,11 @@ struct View {
   std::atomic_ref<std::uint64_t> current() const { return std::atomic_ref<std::uint64_t>(h->current); }
   std::atomic_ref<std::uint64_t> layout() const { return std::atomic_ref<std::uint64_t>(h->layout); }
   std::atomic_ref<std::uint64_t> flags() const { return std::atomic_ref<std::uint64_t>(h->flags); }
+  std::atomic_ref<std::uint64_t> claim_token() const {
+    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(base + kClaimOffset));
+  }
+  std::uint64_t& claim_seq() const { return *reinterpret_cast<std::uint64_t*>(base + kClaimOffset + 8); }
+  void* claim_lock() const { return base + kClaimLockOffset; }
   const State& live() const { return h->slot[current().load(std::memory_order_acquire) & 1]; }
   const State& other() const { return h->slot[(current().load(std::memory_order_acquire) & 1) ^ 1]; }
 
@@ -267,6 +281,143 @@ Result<Recovered> recover(const View& v) {
   return Recovered{next, s.count - kept};
 }
 
+
+// ---- the claim holder ---------------------------------------------------------
+// A claim must stay locked while the caller (an Erlang process, which moves
+// between scheduler threads) runs code of its own, and a process-shared
+// mutex belongs to the thread that locked it. So one thread per process
+// takes and lets go of every claim lock: its death (the process's death)
+// is what voids them. Requests never block it: it only tries locks.
+class Holder {
+ public:
+  struct Req {
+    bool unlock = false;
+    const MappingBackend* backend = nullptr;
+    void* lock = nullptr;
+    std::shared_ptr<Region> pin;  // keeps the lock's address mapped until done
+    Result<LockState> result{LockState::busy};
+    bool done = false;
+    Req* next = nullptr;
+  };
+
+  static Holder* get() noexcept {
+    // Never destroyed: the detached thread may be waiting when statics die.
+    static Holder* h = [] () -> Holder* {
+      try {
+        return new Holder();
+      } catch (...) {
+        return nullptr;
+      }
+    }();
+    return h;
+  }
+
+  // Tries the lock on the holder thread; owner_died counts as acquired (the
+  // dead claimer's claim is void) and leaves the lock consistent.
+  Result<LockState> try_lock(const MappingBackend& b, void* lock) noexcept {
+    Req r;
+    r.backend = &b;
+    r.lock = lock;
+    std::unique_lock<std::mutex> lk(m_);
+    push(&r);
+    done_.wait(lk, [&] { return r.done; });
+    return r.result;
+  }
+
+  // Lets go of the lock on the holder thread, soon; takes `r` (no
+  // allocation here: release must not fail).
+  void unlock(std::unique_ptr<Req> r) noexcept {
+    r->unlock = true;
+    std::lock_guard<std::mutex> lk(m_);
+    push(r.release());
+  }
+
+ private:
+  Holder() : thread_([this] { run(); }) { thread_.detach(); }
+
+  void push(Req* r) {
+    r->next = nullptr;
+    if (tail_) tail_->next = r; else head_ = r;
+    tail_ = r;
+    wake_.notify_one();
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lk(m_);
+    for (;;) {
+      wake_.wait(lk, [&] { return head_ != nullptr; });
+      Req* r = head_;
+      head_ = r->next;
+      if (!head_) tail_ = nullptr;
+      lk.unlock();
+      if (r->unlock) {
+        r->backend->shared_lock_release(r->lock);
+        delete r;  // and its pin
+        lk.lock();
+        continue;
+      }
+      auto st = r->backend->shared_lock_acquire(r->lock, 0);
+      if (st && *st == LockState::owner_died) {
+        r->backend->shared_lock_consistent(r->lock);
+        st = LockState::acquired;
+      }
+      lk.lock();
+      r->result = st;
+      r->done = true;
+      done_.notify_all();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable wake_, done_;
+  Req* head_ = nullptr;
+  Req* tail_ = nullptr;
+  std::thread thread_;
+};
+
+// A token no other claim, in any process, is likely to carry.
+std::uint64_t new_token() noexcept {
+  static std::atomic<std::uint64_t> next = [] {
+    std::uint64_t seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    try {
+      std::random_device rd;
+      seed ^= static_cast<std::uint64_t>(rd()) << 32 | rd();
+    } catch (...) {
+    }
+    return seed | 1;
+  }();
+  std::uint64_t t;
+  do t = next.fetch_add(0x9E3779B97F4A7C15ull, std::memory_order_relaxed);
+  while (t == 0);
+  return t;
+}
+
+}  // namespace
+
+class Queue::Claim {
+ public:
+  ~Claim() { end(); }
+  // Lets go of the claim lock (once).
+  void end() noexcept {
+    std::lock_guard<std::mutex> lk(m);
+    if (!held) return;
+    held = false;
+    req->backend = &map->backend();
+    req->lock = lock;
+    req->pin = std::move(pin);
+    Holder::get()->unlock(std::move(req));
+  }
+
+  std::shared_ptr<Mapping> map;   // keeps the backend alive
+  std::shared_ptr<Region> pin;    // the generation the lock was taken at
+  void* lock = nullptr;
+  std::uint64_t token = 0, seq = 0;
+  bool held = false;
+  std::mutex m;
+  std::unique_ptr<Holder::Req> req = std::make_unique<Holder::Req>();
+};
+
+namespace {
 }  // namespace
 
 // ---- the lock ----------------------------------------------------------------
@@ -283,6 +434,24 @@ struct Queue::Ctx {
   bool slow = false;            // must run where it may block (nothing changed)
 
   bool strict() const { return o.durability != Durability::never || (v.flags().load() & kStrict); }
+
+  // Whether the head may be popped: no claim is out, or `own` is the
+  // claim, or the one out is void (its holder let go of the claim lock or
+  // died: the lock is then free or owner-dead), in which case it is cleared.
+  // ebusy while another live claim holds the head.
+  Error head_free(const Claim* own) const {
+    const std::uint64_t token = v.claim_token().load(std::memory_order_acquire);
+    if (token == 0) return own ? Error(Errc::estale) : Error();
+    if (own) return token == own->token ? Error() : Error(Errc::estale);
+    const MappingBackend& b = m.backend();
+    auto st = b.shared_lock_acquire(v.claim_lock(), 0);
+    if (!st) return st.error();
+    if (*st == LockState::busy) return Errc::ebusy;
+    if (*st == LockState::owner_died) b.shared_lock_consistent(v.claim_lock());
+    b.shared_lock_release(v.claim_lock());
+    v.claim_token().store(0, std::memory_order_release);
+    return {};
+  }
 
   // Bytes [pos, pos+len) of the file on stable storage. A failure may mean
   // the kernel dropped pages it could not write (and calls them clean):
@@ -651,6 +820,9 @@ Error Queue::setup_alone(std::uint64_t initial) noexcept {
         }
         // Nobody else has the file open: whatever the lock word says (a
         // holder from before a crash, damage), no living process holds it.
+        // The same for the claim lock: no process is left to hold a claim.
+        std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(base + kClaimOffset)).store(0);
+        if (Error e = m.backend().shared_lock_init(base + kClaimLockOffset)) return e;
         return m.backend().shared_lock_init(base + kLockOffset);
       },
       true);
@@ -787,11 +959,40 @@ Error Queue::push(std::uint8_t kind, const void* data, std::size_t len, Wait w) 
 }
 
 Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Wait w) noexcept {
+  return take_impl(how, visit, ctx, w, nullptr);
+}
+
+// The newest record, [last, ...): read only.
+static Error visit_back(const View& v, const State& s, Visitor visit, void* ctx, bool can_block, bool* slow,
+                        bool* found) {
+  // Wrapped, the records are [head, wrap) then [0, tail).
+  const std::uint64_t limit = s.wrap && s.last >= s.head ? s.wrap : s.tail;
+  if (!can_block && v.length_at(s.last, limit) > kLargeRecord) {
+    *slow = true;
+    return {};
+  }
+  const std::uint64_t back_seq = s.push_seq - 1;
+  auto rec = v.check(s.last, limit, back_seq, back_seq >= s.cut_seq ? s.epoch : s.pop_epoch, s.epoch);
+  if (!rec) return Errc::corrupt;
+  const char* r = v.data + s.last;
+  std::uint32_t kind_word;
+  std::memcpy(&kind_word, r, 4);
+  const Errc taken = visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len);
+  if (taken != Errc::ok) return taken;
+  *found = true;
+  return {};
+}
+
+Result<bool> Queue::take_impl(Take how, Visitor visit, void* ctx, Wait w, const Claim* own) noexcept {
   bool found = false;
   auto body = [&](Ctx& c) -> Error {
     found = false;
     const View& v = c.v;
     const State s = v.live();
+    if (how == Take::peek_back) {
+      if (s.count == 0) return {};
+      return visit_back(v, s, visit, ctx, c.can_block, &c.slow, &found);
+    }
     const std::optional<std::uint64_t> initial = v.initial(s);
     const bool purge = how == Take::pop_and_purge;
     const bool always = c.o.durability == Durability::always;
@@ -799,6 +1000,10 @@ Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Wait w) noexcept {
     if (((always && how != Take::peek) || shrink_after) && !c.can_block) {
       c.slow = true;
       return {};
+    }
+    if (how != Take::peek && (s.count > 0 || own)) {
+      if (Error e = c.head_free(own)) return e;
+      if (own && (s.count == 0 || s.pop_seq != own->seq)) return Errc::estale;
     }
     State next = s;
     if (s.count == 0) {
@@ -851,12 +1056,158 @@ Result<bool> Queue::take(Take how, Visitor visit, void* ctx, Wait w) noexcept {
         return e;
       }
     }
+    if (own && found) v.claim_token().store(0, std::memory_order_release);  // popped: the claim is done
     if (shrink_after) c.shrink_to = kHeaderSize + *initial;
     return {};
   };
   Error e = run(w, body);
   if (e) return e;
   return found;
+}
+
+Result<std::shared_ptr<Queue::Claim>> Queue::claim(Visitor visit, void* ctx, Wait w) noexcept {
+  Holder* holder = Holder::get();
+  if (!holder) return Error(Errc::enomem);
+  std::shared_ptr<Claim> cl;
+  try {
+    cl = std::make_shared<Claim>();
+  } catch (...) {
+    return Error(Errc::enomem);
+  }
+  // The claim lock is taken (and later let go of) at one address, in a
+  // generation pinned for as long as the claim is out.
+  auto pinned = map_->with_range(
+      0, kHeaderSize,
+      [&](const char* d, std::size_t n, Region& region) -> Result<int> {
+        if (n < kHeaderSize) return Error(Errc::corrupt);
+        cl->pin = region.shared_from_this();
+        cl->lock = const_cast<char*>(d) + kClaimLockOffset;
+        return 0;
+      },
+      w);
+  if (!pinned) return pinned.error() == Errc::eof ? Error(Errc::corrupt) : pinned.error();
+  cl->map = map_;
+  bool found = false;
+  Error e = run(w, [&](Ctx& c) -> Error {
+    found = false;
+    const View& v = c.v;
+    const State s = v.live();
+    if (s.count == 0) return {};
+    if (Error fe = c.head_free(nullptr)) return fe;
+    const std::uint64_t limit = s.wrap ? s.wrap : s.tail;
+    if (!c.can_block && v.length_at(s.head, limit) > kLargeRecord) {
+      c.slow = true;
+      return {};
+    }
+    auto rec = v.check(s.head, limit, s.pop_seq, s.pop_epoch, s.pop_epoch);
+    if (!rec) return Errc::corrupt;
+    auto st = holder->try_lock(c.m.backend(), cl->lock);
+    if (!st) return st.error();
+    if (*st == LockState::busy) return Errc::ebusy;  // a claim being let go of: soon free
+    const char* r = v.data + s.head;
+    std::uint32_t kind_word;
+    std::memcpy(&kind_word, r, 4);
+    const Errc taken = visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len);
+    cl->held = true;
+    if (taken != Errc::ok) {
+      cl->end();
+      return taken;
+    }
+    cl->token = new_token();
+    cl->seq = s.pop_seq;
+    v.claim_seq() = s.pop_seq;
+    v.claim_token().store(cl->token, std::memory_order_release);
+    found = true;
+    return {};
+  });
+  if (e) return e;
+  if (!found) return std::shared_ptr<Claim>();
+  return cl;
+}
+
+Result<Queue::ScanResult> Queue::scan(ScanPos from, std::size_t max, ScanVisitor visit, void* ctx, Wait w) noexcept {
+  ScanResult out;
+  Error e = run(w, [&](Ctx& c) -> Error {
+    const View& v = c.v;
+    const State s = v.live();
+    out = ScanResult{};
+    ScanPos at = from;
+    if (s.count == 0 || at.seq >= s.push_seq) {
+      out.next = {s.push_seq, s.tail};
+      return {};
+    }
+    auto limit_of = [&](std::uint64_t pos) { return s.wrap && pos >= s.head ? s.wrap : s.tail; };
+    auto step = [&](std::uint64_t pos, std::uint64_t len) {
+      std::uint64_t next = pos + rec_size(len);
+      if (s.wrap && next == s.wrap) next = 0;
+      return next;
+    };
+    auto epoch_ok = [&](std::uint64_t seq) {
+      return seq >= s.cut_seq ? EpochRange{s.epoch, s.epoch} : EpochRange{s.pop_epoch, s.epoch};
+    };
+    if (at.seq <= s.pop_seq) {
+      at = {s.pop_seq, s.head};
+    } else {
+      const EpochRange er = epoch_ok(at.seq);
+      if (!v.check(at.pos, limit_of(at.pos), at.seq, er.min, er.max)) {
+        // The hint is stale (records moved by a grow): walk from the head,
+        // only where taking long is fine.
+        if (!c.can_block) {
+          c.slow = true;
+          return {};
+        }
+        std::uint64_t pos = s.head;
+        for (std::uint64_t seq = s.pop_seq; seq < at.seq; ++seq) {
+          const EpochRange r = epoch_ok(seq);
+          auto rec = v.check(pos, limit_of(pos), seq, r.min, r.max);
+          if (!rec) return Errc::corrupt;
+          pos = step(pos, rec->len);
+        }
+        at.pos = pos;
+      }
+    }
+    std::uint64_t bytes = 0;
+    for (std::size_t n = 0; n < max && at.seq < s.push_seq; ++n) {
+      const std::uint64_t limit = limit_of(at.pos);
+      const std::uint64_t len = v.length_at(at.pos, limit);
+      bytes += len;
+      if (!c.can_block && bytes > kLargeRecord) {
+        if (n == 0) {
+          c.slow = true;
+          return {};
+        }
+        break;  // enough for one call on a normal scheduler
+      }
+      const EpochRange r = epoch_ok(at.seq);
+      auto rec = v.check(at.pos, limit, at.seq, r.min, r.max);
+      if (!rec) return Errc::corrupt;
+      const char* p = v.data + at.pos;
+      std::uint32_t kind_word;
+      std::memcpy(&kind_word, p, 4);
+      const Errc taken = visit(ctx, at, static_cast<std::uint8_t>(kind_word & 0xFF), p + kRecHeader, rec->len);
+      if (taken != Errc::ok) return taken;
+      at = {at.seq + 1, step(at.pos, rec->len)};
+    }
+    out.next = at;
+    out.more = at.seq < s.push_seq;
+    return {};
+  });
+  if (e) return e;
+  return out;
+}
+
+void Queue::release(Claim& cl) noexcept { cl.end(); }
+
+Error Queue::commit(Claim& cl, bool purge, Wait w) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(cl.m);
+    if (!cl.held) return Errc::estale;
+  }
+  auto r = take_impl(purge ? Take::pop_and_purge : Take::pop,
+                     [](void*, std::uint8_t, const char*, std::size_t) { return Errc::ok; }, nullptr, w, &cl);
+  if (!r) return r.error();
+  cl.end();
+  return *r ? Error() : Error(Errc::estale);
 }
 
 Result<std::optional<Item>> Queue::take(Take how, Wait w) noexcept {
@@ -894,6 +1245,8 @@ Result<Stats> Queue::stats(Wait w) noexcept {
   Error e = run(w, [&](Ctx& c) -> Error {
     const State& s = c.v.live();
     st.count = s.count;
+    st.head = kHeaderSize + s.head;
+    st.tail = kHeaderSize + s.tail;
     st.capacity = s.capacity;
     st.used = s.count == 0 ? 0 : s.wrap ? s.wrap - s.head + s.tail : s.tail - s.head;
     st.epoch = s.epoch;
@@ -907,9 +1260,19 @@ Result<Stats> Queue::stats(Wait w) noexcept {
 }
 
 Error Queue::purge(Wait w) noexcept {
-  return locked(w, [&](Ctx& c) -> Error {
+  auto r = purge(false, w);
+  return r ? Error() : r.error();
+}
+
+Result<bool> Queue::purge(bool only_if_empty, Wait w) noexcept {
+  bool done = false;
+  Error e = locked(w, [&](Ctx& c) -> Error {
+    done = false;
     const View& v = c.v;
     const State s = v.live();
+    if (only_if_empty && s.count > 0) return {};
+    if (s.count > 0)
+      if (Error fe = c.head_free(nullptr)) return fe;  // a claimed item is not dropped under its claimer
     const std::optional<std::uint64_t> initial = v.initial(s);
     const bool shrink = initial && s.capacity > *initial;
     const bool always = c.o.durability == Durability::always;
@@ -930,8 +1293,11 @@ Error Queue::purge(Wait w) noexcept {
       }
     }
     if (shrink) c.shrink_to = kHeaderSize + *initial;
+    done = true;
     return {};
   });
+  if (e) return e;
+  return done;
 }
 
 Error Queue::sync(Wait w) noexcept {

@@ -21,6 +21,9 @@
 //   64   state slot 0 (96 bytes)    160 state slot 1 (96 bytes)
 //   256  durable: a copy of the oldest state that stable storage may hold
 //   512  the cross-process lock (128 bytes)
+//   640  the claim lock (128 bytes): held, by the claiming process's holder
+//        thread, for as long as a claim (try_pop) is out
+//   768  the claim: token u64 (0: none), seq u64 of the claimed head
 //   4096 data area: `capacity` bytes of records
 //
 // State: head, tail, wrap, capacity, count, pop_seq (seq of the head
@@ -92,6 +95,7 @@ inline constexpr std::uint64_t kHeaderSize = 4096;
 inline constexpr std::uint64_t kLockOffset = 512;  // the cross-process lock (tests take it directly)
 inline constexpr std::uint8_t kTerm = 1;            // payload is term_to_binary output
 inline constexpr std::uint8_t kBinary = 2;          // payload is a raw binary
+inline constexpr std::uint8_t kErlangTerm = 3;      // external term the caller decodes (compressed ones)
 inline constexpr std::uint32_t kBriefWaitMs = 20;   // Wait::briefly on the queue's lock
 // A record larger than this is checked (CRC32C) and handed out only where
 // blocking is fine: with Wait::no, take() answers ebusy first.
@@ -125,6 +129,8 @@ struct OpenReport {
 // A snapshot of the queue's state (under the lock).
 struct Stats {
   std::uint64_t count = 0;
+  std::uint64_t head = 0;         // file offset of the oldest record (of the data area when empty)
+  std::uint64_t tail = 0;         // file offset where the next record goes
   std::uint64_t capacity = 0;     // bytes of ring
   std::uint64_t used = 0;         // bytes the live records take
   std::uint64_t epoch = 0;        // bumped by every recovery
@@ -137,6 +143,7 @@ enum class Take : std::uint8_t {
   pop,            // remove the oldest item
   peek,           // read it, leave it
   pop_and_purge,  // remove it; an emptied queue gives its space back
+  peek_back,      // read the newest item, leave it
 };
 
 // Receives an item while it is still in the map, under the lock: copy or
@@ -184,11 +191,49 @@ class Queue {
   // The same, copying the item out; nullopt when empty.
   Result<std::optional<Item>> take(Take how, Wait w = Wait::yes) noexcept;
 
+  // Reading the queue in place, for folds: the items from sequence number
+  // `from.seq` on (from the head when that one was popped meanwhile),
+  // oldest first, at most `max` of them, each handed to `visit` with its
+  // position. `from.pos` says where the caller expects that item (a hint,
+  // checked; 0 with seq 0 means "from the head"). `next` is where to go on;
+  // `more` is false when the newest item was visited.
+  struct ScanPos {
+    std::uint64_t seq = 0, pos = 0;
+  };
+  struct ScanResult {
+    ScanPos next;
+    bool more = false;
+  };
+  using ScanVisitor = Errc (*)(void* ctx, ScanPos at, std::uint8_t kind, const char* data, std::size_t len);
+  Result<ScanResult> scan(ScanPos from, std::size_t max, ScanVisitor visit, void* ctx, Wait w = Wait::yes) noexcept;
+
   Result<std::uint64_t> length(Wait w = Wait::yes) noexcept;
   Result<Stats> stats(Wait w = Wait::yes) noexcept;
 
   // Drops every item and shrinks the file back to the initial capacity.
+  // With `only_if_empty`, does that only to an empty queue: the answer says
+  // whether it did (a queue with items is left as it is).
   Error purge(Wait w = Wait::yes) noexcept;
+  Result<bool> purge(bool only_if_empty, Wait w) noexcept;
+
+  // ---- two-step pops: claim the head, then commit or release --------------
+  // claim() hands the head item to `visit` and leaves it in the queue,
+  // claimed: until the claim is committed (the item is popped) or released
+  // (it stays at the head), no pop or purge of any handle, in any process,
+  // takes it; they answer ebusy, and so does claim() while another claim is
+  // out. A claim is held by a process-wide holder thread through a robust
+  // lock in the header, so the death of the claiming process (or dropping
+  // the Claim) voids it: the item is the head again for everyone.
+  // Returns nullptr when the queue is empty.
+  class Claim;
+  Result<std::shared_ptr<Claim>> claim(Visitor visit, void* ctx, Wait w = Wait::yes) noexcept;
+  // Pops the claimed item (with `purge`, an emptied queue gives its space
+  // back) and ends the claim. Errors: as take(), estale (the claim was
+  // released or voided).
+  Error commit(Claim& c, bool purge, Wait w = Wait::yes) noexcept;
+  // Ends the claim; the item stays at the head. Never blocks (the claim
+  // lock is let go of on the holder thread, soon). Idempotent.
+  static void release(Claim& c) noexcept;
 
   // Durable point for Durability::interval: what was committed when this
   // began is on stable storage when it returns. Errors: closed, eio.
@@ -211,6 +256,7 @@ class Queue {
   Error run(Wait w, F&& body) noexcept;
 
   Error setup_alone(std::uint64_t initial) noexcept;
+  Result<bool> take_impl(Take how, Visitor visit, void* ctx, Wait w, const Claim* own) noexcept;
   Error push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_t len) noexcept;
   // Closes the liveness descriptor; with auto_unlink, removes the file if
   // no other handle has it open.

@@ -69,8 +69,11 @@ api_test() ->
     ?assertEqual(nil, emmap_queue:pop(Q)),
     ?assert(emmap_queue:is_empty(Q)),
     [ok = emmap_queue:push(Q, N) || N <- lists:seq(1, 100)],
-    ok = emmap_queue:purge(Q),
+    ?assertEqual(false, emmap_queue:purge(Q)),             % items: left as they are
+    ?assertEqual(100, emmap_queue:length(Q)),
+    ok = emmap_queue:erase(Q),
     ?assertEqual(0, emmap_queue:length(Q)),
+    ?assertEqual(true, emmap_queue:purge(Q)),
     ?assertMatch(#{length := 0, file_size := _}, emmap_queue:info(Q)),
     ok = emmap_queue:close(Q),
     ?assertError(badarg, emmap_queue:push(not_a_queue, x)),
@@ -635,3 +638,144 @@ within(Ms, Fun) ->
     receive {within, Pid, R} -> R
     after Ms -> exit(Pid, kill), erlang:error({took_longer_than, Ms})
     end.
+
+%%% ---------------------------------------------------------------------------
+%%% saleyn emmap's whole queue API (issue 11)
+%%% ---------------------------------------------------------------------------
+
+saleyn_api_test() ->
+    F = tmp("saleyn"),
+    {ok, Q} = emmap_queue:open(F, 4096, []),
+    ?assertEqual(nil, emmap_queue:peek_front(Q)),
+    ?assertEqual(nil, emmap_queue:peek_back(Q)),
+    ?assertEqual(nil, emmap_queue:try_pop(Q, fun(_) -> error(never_called) end)),
+    ?assertEqual(ok, emmap_queue:push(Q, a)),
+    ?assertEqual(a, emmap_queue:peek_front(Q)),
+    ?assertEqual(a, emmap_queue:peek_back(Q)),
+    ok = emmap_queue:push(Q, <<"b">>),
+    ?assertEqual(a, emmap_queue:peek_front(Q)),
+    ?assertEqual(<<"b">>, emmap_queue:peek_back(Q)),
+    [ok = emmap_queue:push(Q, I) || I <- [c, 1, 2, 3]],
+    ?assertEqual([a, <<"b">>, c, 1, 2, 3], lists:reverse(emmap_queue:peek(Q, [], fun(I, S) -> {cont, [I | S]} end))),
+    ?assertEqual([3, 2, 1, c, <<"b">>, a], lists:reverse(emmap_queue:rpeek(Q, [], fun(I, S) -> {cont, [I | S]} end))),
+    ?assertEqual([a, <<"b">>], emmap_queue:peek(Q, [], fun(c, S) -> {halt, lists:reverse(S)}; (I, S) -> {cont, [I | S]} end)),
+    ?assertEqual([3, 2], emmap_queue:rpeek(Q, [], fun(1, S) -> {halt, lists:reverse(S)}; (I, S) -> {cont, [I | S]} end)),
+    ?assertEqual(6, emmap_queue:length(Q)),
+    %% try_pop: the Fun's result, the item gone; an exception leaves it
+    ?assertEqual({got, a}, emmap_queue:try_pop(Q, fun(I) -> {got, I} end)),
+    ?assertError(failed, emmap_queue:try_pop(Q, fun(<<"b">>) -> error(failed) end)),
+    ?assertThrow(no, emmap_queue:try_pop_and_purge(Q, fun(_) -> throw(no) end)),
+    ?assertEqual(<<"b">>, emmap_queue:peek_front(Q)),
+    ?assertEqual(5, emmap_queue:length(Q)),
+    ?assertEqual(<<"b">>, emmap_queue:try_pop_and_purge(Q, fun(I) -> I end)),
+    %% pop/3 pops while cont; the halting item stays
+    ?assertEqual([c, 1], emmap_queue:pop(Q, [], fun(2, S) -> {halt, lists:reverse(S)}; (I, S) -> {cont, [I | S]} end)),
+    ?assertEqual(2, emmap_queue:peek_front(Q)),
+    ?assertError(oops, emmap_queue:pop(Q, 0, fun(3, _) -> error(oops); (_, N) -> {cont, N + 1} end)),
+    ?assertEqual(3, emmap_queue:peek_front(Q)),               % 2 popped, 3 kept by the exception
+    ?assertEqual(1, emmap_queue:pop(Q, 0, fun(_, N) -> {cont, N + 1} end)),
+    ?assert(emmap_queue:is_empty(Q)),
+    %% compression levels; purge/1 only on an empty queue
+    Term = lists:duplicate(128, $x),
+    [ok = emmap_queue:push(Q, Term, L) || L <- [9, 6, 1, 0]],
+    ok = emmap_queue:push(Q, binary:copy(<<"y">>, 500), 9),
+    ?assert(maps:get(used, emmap_queue:info(Q)) < 4 * 200 + 500),  % compressed: smaller than raw
+    ?assertEqual(false, emmap_queue:purge(Q)),
+    ?assertEqual([Term, Term, Term, Term, binary:copy(<<"y">>, 500)],
+                 lists:reverse(emmap_queue:pop(Q, [], fun(I, S) -> {cont, [I | S]} end))),
+    ?assertEqual(true, emmap_queue:purge(Q)),
+    ?assertEqual(true, emmap_queue:purge_queue(Q)),
+    ?assertError(badarg, emmap_queue:push(Q, x, 10)),
+    ?assertError(badarg, emmap_queue:try_pop(Q, not_a_fun)),
+    ok = emmap_queue:push(Q, x),
+    ?assertEqual(ok, emmap_queue:flush(Q)),
+    ?assertMatch(#{head := H, tail := T, next_tail := T, size := S} when H >= 4096 andalso T > H andalso S >= T,
+                 emmap_queue:metadata(Q)),
+    ok = emmap_queue:erase(Q),
+    ?assertEqual(nil, emmap_queue:peek_back(Q)),
+    ok = emmap_queue:close(Q),
+    file:delete(F).
+
+saleyn_gen_server_test() ->
+    F = tmp("saleyn-srv"),
+    {ok, Pid} = emmap_queue:start_link(saleyn_srv_test, F, 4096, []),
+    [ok = emmap_queue:enqueue(saleyn_srv_test, I) || I <- [a, b, c]],
+    ?assertEqual(a, emmap_queue:dequeue(saleyn_srv_test)),
+    ?assertEqual(b, emmap_queue:inspect(Pid)),
+    ?assertEqual(b, emmap_queue:dequeue(Pid)),
+    ?assertError(failed, emmap_queue:try_dequeue(Pid, fun(c) -> erlang:error(failed) end)),
+    ?assertEqual(c, emmap_queue:inspect(Pid)),
+    ?assertEqual({ok, c}, emmap_queue:try_dequeue(Pid, fun(I) -> {ok, I} end)),
+    ?assertEqual(nil, emmap_queue:try_dequeue(Pid, fun(I) -> I end)),
+    ?assertEqual(nil, emmap_queue:inspect(Pid)),
+    ?assertMatch(#{head := _, tail := _, next_tail := _, size := _}, emmap_queue:info(Pid)),
+    ok = emmap_queue:stop(Pid),
+    file:delete(F).
+
+%% While one process's try_pop runs its Fun, the item is claimed: another
+%% process's pop, try_pop and erase wait, and take it only if the first
+%% one's Fun raised (or its process died).
+try_pop_claims_the_head_test() ->
+    F = tmp("claim"),
+    {ok, Q} = emmap_queue:open(F, 4096, []),
+    [ok = emmap_queue:push(Q, I) || I <- [first, second]],
+    Self = self(),
+    Claimer = spawn(fun() ->
+                            emmap_queue:try_pop(Q, fun(I) -> Self ! {claimed, I}, receive go -> I end end)
+                    end),
+    receive {claimed, first} -> ok end,
+    ?assertEqual(first, emmap_queue:peek(Q)),                 % peeks see it
+    Popper = spawn(fun() -> Self ! {popped, emmap_queue:pop(Q)} end),
+    receive {popped, Early} -> ?assertEqual(nothing_yet, Early) after 100 -> ok end,
+    Claimer ! go,
+    receive {popped, P} -> ?assertEqual(second, P) end,       % first went to the claimer only
+    ?assertEqual(nil, emmap_queue:pop(Q)),
+    %% a claimer that dies mid-Fun leaves the item at the head
+    ok = emmap_queue:push(Q, third),
+    Doomed = spawn(fun() -> emmap_queue:try_pop(Q, fun(I) -> Self ! {claimed, I}, receive never -> I end end) end),
+    receive {claimed, third} -> ok end,
+    exit(Doomed, kill),
+    ?assertEqual(false, is_process_alive(Popper)),
+    ?assertEqual(third, emmap_queue:pop(Q)),
+    ok = emmap_queue:close(Q),
+    file:delete(F).
+
+%% Many consumers (processes, and two VMs' worth of handles) each try_pop
+%% with a Fun that sometimes raises: every item is returned by exactly one
+%% successful try_pop, none lost, none twice.
+try_pop_many_consumers_test_() ->
+    {timeout, 120, fun() ->
+        F = tmp("claims"),
+        {ok, Q1} = emmap_queue:open(F, 4096, []),
+        {ok, Q2} = emmap_queue:open(F, 4096, []),
+        N = 2000,
+        [ok = emmap_queue:push(Q1, I) || I <- lists:seq(1, N)],
+        Self = self(),
+        Consume = fun(Q) ->
+                          fun Loop(Got) ->
+                                  %% every 7th item makes this consumer's Fun raise once
+                                  Fun = fun(I) when I rem 7 =:= 0 ->
+                                                case erase(flaky) of
+                                                    undefined -> put(flaky, I), error(flaky);
+                                                    _ -> I
+                                                end;
+                                           (I) -> I
+                                        end,
+                                  R = try emmap_queue:try_pop(Q, Fun)
+                                      catch error:flaky -> retry
+                                      end,
+                                  case R of
+                                      nil -> Self ! {done, self(), Got};
+                                      retry -> Loop([retried | Got]);
+                                      I -> Loop([I | Got])
+                                  end
+                          end
+                  end,
+        Pids = [spawn(fun() -> (Consume(Q))([]) end) || Q <- [Q1, Q2, Q1, Q2]],
+        Gots = lists:append([receive {done, P, Got} -> Got end || P <- Pids]),
+        ?assertEqual(lists:seq(1, N), lists:sort([I || I <- Gots, is_integer(I)])),
+        ?assert(length([r || retried <- Gots]) >= N div 7 div 4),  % Funs did raise, items stayed
+        ok = emmap_queue:close(Q1),
+        ok = emmap_queue:close(Q2),
+        file:delete(F)
+    end}.
