@@ -89,8 +89,8 @@ loop(N, Env, Counts) ->
                  error:badarg -> badarg;
                  error:{emmap_counters, R} when is_atom(R); is_tuple(R) -> counters_error;
                  %% gen_server's own answers for a name or pid that is no queue server
-                 exit:{noproc, _} when F =:= enqueue; F =:= dequeue -> no_server;
-                 exit:{calling_self, _} when F =:= enqueue; F =:= dequeue -> no_server;
+                 exit:{noproc, _} when F =:= enqueue; F =:= dequeue; F =:= try_dequeue; F =:= inspect; F =:= info -> no_server;
+                 exit:{calling_self, _} when F =:= enqueue; F =:= dequeue; F =:= try_dequeue; F =:= inspect; F =:= info -> no_server;
                  C:R:S -> erlang:error({undocumented, {M, F, Args}, C, R, S})
              end,
     check(M, F, Result, Args),
