@@ -86,7 +86,7 @@ block_repair(_H, _Start, _Count) -> ?NIF.
 -spec queue_open(handle(), integer(), never | always | interval, integer(), boolean(), boolean()) ->
           {ok, queue(), map()} | error().
 queue_open(_H, _InitialCapacity, _Durability, _IntervalMs, _FixedSize, _AutoUnlink) -> ?NIF.
--spec queue_push(queue(), binary(), 1 | 2) -> ok | error().  % 1: term_to_binary output, 2: a binary
+-spec queue_push(queue(), binary(), 1 | 2 | 3) -> ok | error().  % 1: term_to_binary output, 2: a binary, 3: a term emmap_queue decodes
 queue_push(_Q, _Bin, _Kind) -> ?NIF.
 %% The item itself (any term), nil when empty.
 -spec queue_pop(queue(), pop | peek | purge | back) -> term().

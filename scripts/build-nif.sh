@@ -30,8 +30,16 @@ need() {
 meson=${MESON:-meson}
 need "$meson" "Meson >= 1.0"
 need "${NINJA:-ninja}" "Ninja"
+# Without CXX: the first of c++, g++, clang++ on PATH (Meson looks for the
+# same ones), passed on to Meson so both use one compiler.
+if [ -z "${CXX:-}" ]; then
+  for c in c++ g++ clang++; do
+    if command -v "$c" >/dev/null 2>&1; then CXX=$c; break; fi
+  done
+fi
 cxx=${CXX:-c++}
 need "$cxx" "a C++20 compiler (g++ >= 10 or clang++ >= 12)"
+export CXX
 if ! printf '#include <version>\n#if __cplusplus < 202002L\n#error\n#endif\nint main(){}\n' |
      "$cxx" -std=c++20 -x c++ - -o /dev/null >/dev/null 2>&1; then
   echo "emmap: building the NIF needs a C++20 compiler; $cxx is not one (Debian: apt-get install g++)" >&2
