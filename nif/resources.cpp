@@ -106,7 +106,7 @@ void queue_dtor(ErlNifEnv* env, void* obj) {
 
 void claim_dtor(ErlNifEnv* env, void* obj) {
   auto* c = static_cast<ClaimRes*>(obj);
-  c->claim.reset();  // ends the claim: queues a request to the holder thread, never blocks
+  c->claim.reset();  // ends the claim: a round trip to the holder thread, which never blocks
   if (c->q) priv(env)->reaper.drop(std::move(c->q));
   c->~ClaimRes();
 }

@@ -8,6 +8,8 @@
 #include <random>
 #include <thread>
 
+#include <unistd.h>
+
 #include "background.h"
 #include "crc32c.h"
 
@@ -168,6 +170,14 @@ struct View {
     return RecordInfo{len, epoch};
   }
 
+  // The kind and the payload of the (checked) record at `pos`.
+  std::uint8_t kind_at(std::uint64_t pos) const {
+    std::uint32_t kind_word;
+    std::memcpy(&kind_word, data + pos, 4);
+    return static_cast<std::uint8_t>(kind_word & 0xFF);
+  }
+  const char* payload_at(std::uint64_t pos) const { return data + pos + kRecHeader; }
+
   // The length a record header at `pos` claims (0 when none fits there).
   std::uint64_t length_at(std::uint64_t pos, std::uint64_t limit) const {
     if (pos % 8 != 0 || pos > limit || limit - pos < kRecHeader) return 0;
@@ -281,66 +291,58 @@ Result<Recovered> recover(const View& v) {
   return Recovered{next, s.count - kept};
 }
 
-
 // ---- the claim holder ---------------------------------------------------------
 // A claim must stay locked while the caller (an Erlang process, which moves
 // between scheduler threads) runs code of its own, and a process-shared
 // mutex belongs to the thread that locked it. So one thread per process
 // takes and lets go of every claim lock: its death (the process's death)
-// is what voids them. Requests never block it: it only tries locks.
+// is what voids them. It only tries locks and lets go of them, so a
+// request is answered within microseconds; callers wait for the answer
+// (a released claim is free when release returns).
 class Holder {
  public:
   struct Req {
     bool unlock = false;
     const MappingBackend* backend = nullptr;
     void* lock = nullptr;
-    std::shared_ptr<Region> pin;  // keeps the lock's address mapped until done
     Result<LockState> result{LockState::busy};
     bool done = false;
     Req* next = nullptr;
   };
 
+  // This process's holder. Never destroyed: the detached thread may be
+  // waiting when statics die. A child forked after the parent made one
+  // has the object but not its thread, so it makes its own.
   static Holder* get() noexcept {
-    // Never destroyed: the detached thread may be waiting when statics die.
-    static Holder* h = [] () -> Holder* {
+    static std::mutex made_m;
+    static Holder* made = nullptr;
+    std::lock_guard<std::mutex> lk(made_m);
+    if (!made || made->pid_ != ::getpid()) {
       try {
-        return new Holder();
+        made = new Holder();
       } catch (...) {
-        return nullptr;
+        made = nullptr;
       }
-    }();
-    return h;
+    }
+    return made;
   }
 
-  // Tries the lock on the holder thread; owner_died counts as acquired (the
-  // dead claimer's claim is void) and leaves the lock consistent.
-  Result<LockState> try_lock(const MappingBackend& b, void* lock) noexcept {
-    Req r;
-    r.backend = &b;
-    r.lock = lock;
+  // Runs `r` on the holder thread and waits for it. A lock that is
+  // owner-dead counts as acquired (the dead claimer's claim is void) and is
+  // left consistent.
+  Result<LockState> call(Req& r) noexcept {
+    r.done = false;
+    r.next = nullptr;
     std::unique_lock<std::mutex> lk(m_);
-    push(&r);
+    if (tail_) tail_->next = &r; else head_ = &r;
+    tail_ = &r;
+    wake_.notify_one();
     done_.wait(lk, [&] { return r.done; });
     return r.result;
   }
 
-  // Lets go of the lock on the holder thread, soon; takes `r` (no
-  // allocation here: release must not fail).
-  void unlock(std::unique_ptr<Req> r) noexcept {
-    r->unlock = true;
-    std::lock_guard<std::mutex> lk(m_);
-    push(r.release());
-  }
-
  private:
-  Holder() : thread_([this] { run(); }) { thread_.detach(); }
-
-  void push(Req* r) {
-    r->next = nullptr;
-    if (tail_) tail_->next = r; else head_ = r;
-    tail_ = r;
-    wake_.notify_one();
-  }
+  Holder() : pid_(::getpid()), thread_([this] { run(); }) { thread_.detach(); }
 
   void run() {
     std::unique_lock<std::mutex> lk(m_);
@@ -350,16 +352,18 @@ class Holder {
       head_ = r->next;
       if (!head_) tail_ = nullptr;
       lk.unlock();
+      Result<LockState> st = LockState::acquired;
       if (r->unlock) {
         r->backend->shared_lock_release(r->lock);
-        delete r;  // and its pin
-        lk.lock();
-        continue;
-      }
-      auto st = r->backend->shared_lock_acquire(r->lock, 0);
-      if (st && *st == LockState::owner_died) {
-        r->backend->shared_lock_consistent(r->lock);
-        st = LockState::acquired;
+      } else {
+        st = r->backend->shared_lock_acquire(r->lock, 0);
+        // This thread holds the lock already: busy, as for anyone else
+        // (the owner-word lock, without robust mutexes, says edeadlk).
+        if (!st && st.error() == Errc::edeadlk) st = LockState::busy;
+        if (st && *st == LockState::owner_died) {
+          r->backend->shared_lock_consistent(r->lock);
+          st = LockState::acquired;
+        }
       }
       lk.lock();
       r->result = st;
@@ -368,6 +372,7 @@ class Holder {
     }
   }
 
+  const pid_t pid_;
   std::mutex m_;
   std::condition_variable wake_, done_;
   Req* head_ = nullptr;
@@ -397,28 +402,27 @@ std::uint64_t new_token() noexcept {
 class Queue::Claim {
  public:
   ~Claim() { end(); }
-  // Lets go of the claim lock (once).
+  // Lets go of the claim lock (once), on the holder thread that took it.
   void end() noexcept {
     std::lock_guard<std::mutex> lk(m);
     if (!held) return;
     held = false;
-    req->backend = &map->backend();
-    req->lock = lock;
-    req->pin = std::move(pin);
-    Holder::get()->unlock(std::move(req));
+    Holder::Req r;
+    r.unlock = true;
+    r.backend = &map->backend();
+    r.lock = lock;
+    (void)holder->call(r);
+    pin.reset();
   }
 
+  Holder* holder = nullptr;       // the one that holds the lock
   std::shared_ptr<Mapping> map;   // keeps the backend alive
   std::shared_ptr<Region> pin;    // the generation the lock was taken at
   void* lock = nullptr;
   std::uint64_t token = 0, seq = 0;
   bool held = false;
   std::mutex m;
-  std::unique_ptr<Holder::Req> req = std::make_unique<Holder::Req>();
 };
-
-namespace {
-}  // namespace
 
 // ---- the lock ----------------------------------------------------------------
 
@@ -974,10 +978,7 @@ static Error visit_back(const View& v, const State& s, Visitor visit, void* ctx,
   const std::uint64_t back_seq = s.push_seq - 1;
   auto rec = v.check(s.last, limit, back_seq, back_seq >= s.cut_seq ? s.epoch : s.pop_epoch, s.epoch);
   if (!rec) return Errc::corrupt;
-  const char* r = v.data + s.last;
-  std::uint32_t kind_word;
-  std::memcpy(&kind_word, r, 4);
-  const Errc taken = visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len);
+  const Errc taken = visit(ctx, v.kind_at(s.last), v.payload_at(s.last), rec->len);
   if (taken != Errc::ok) return taken;
   *found = true;
   return {};
@@ -1018,10 +1019,7 @@ Result<bool> Queue::take_impl(Take how, Visitor visit, void* ctx, Wait w, const 
       }
       auto rec = v.check(s.head, limit, s.pop_seq, s.pop_epoch, s.pop_epoch);
       if (!rec) return Errc::corrupt;  // recovery at the next lone open cuts it off
-      const char* r = v.data + s.head;
-      std::uint32_t kind_word;
-      std::memcpy(&kind_word, r, 4);
-      const Errc taken = visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len);
+      const Errc taken = visit(ctx, v.kind_at(s.head), v.payload_at(s.head), rec->len);
       if (taken != Errc::ok) return taken;
       found = true;
       if (how == Take::peek) return {};
@@ -1087,6 +1085,7 @@ Result<std::shared_ptr<Queue::Claim>> Queue::claim(Visitor visit, void* ctx, Wai
       w);
   if (!pinned) return pinned.error() == Errc::eof ? Error(Errc::corrupt) : pinned.error();
   cl->map = map_;
+  cl->holder = holder;
   bool found = false;
   Error e = run(w, [&](Ctx& c) -> Error {
     found = false;
@@ -1101,13 +1100,13 @@ Result<std::shared_ptr<Queue::Claim>> Queue::claim(Visitor visit, void* ctx, Wai
     }
     auto rec = v.check(s.head, limit, s.pop_seq, s.pop_epoch, s.pop_epoch);
     if (!rec) return Errc::corrupt;
-    auto st = holder->try_lock(c.m.backend(), cl->lock);
+    Holder::Req req;
+    req.backend = &c.m.backend();
+    req.lock = cl->lock;
+    auto st = holder->call(req);
     if (!st) return st.error();
-    if (*st == LockState::busy) return Errc::ebusy;  // a claim being let go of: soon free
-    const char* r = v.data + s.head;
-    std::uint32_t kind_word;
-    std::memcpy(&kind_word, r, 4);
-    const Errc taken = visit(ctx, static_cast<std::uint8_t>(kind_word & 0xFF), r + kRecHeader, rec->len);
+    if (*st == LockState::busy) return Errc::ebusy;  // a claim just committed, its lock being let go of
+    const Errc taken = visit(ctx, v.kind_at(s.head), v.payload_at(s.head), rec->len);
     cl->held = true;
     if (taken != Errc::ok) {
       cl->end();
@@ -1181,10 +1180,7 @@ Result<Queue::ScanResult> Queue::scan(ScanPos from, std::size_t max, ScanVisitor
       const EpochRange r = epoch_ok(at.seq);
       auto rec = v.check(at.pos, limit, at.seq, r.min, r.max);
       if (!rec) return Errc::corrupt;
-      const char* p = v.data + at.pos;
-      std::uint32_t kind_word;
-      std::memcpy(&kind_word, p, 4);
-      const Errc taken = visit(ctx, at, static_cast<std::uint8_t>(kind_word & 0xFF), p + kRecHeader, rec->len);
+      const Errc taken = visit(ctx, at, v.kind_at(at.pos), v.payload_at(at.pos), rec->len);
       if (taken != Errc::ok) return taken;
       at = {at.seq + 1, step(at.pos, rec->len)};
     }

@@ -1,7 +1,8 @@
 // The persistent FIFO queue: format, commit protocol, recovery and the rules
 // that keep acknowledged records through process deaths, power loss and
 // several handles on one file. No syscalls here: memory comes from a
-// Mapping, the cross-process lock and the file lock from the backend.
+// Mapping, the cross-process locks and the file lock from the backend
+// (the claim holder thread only asks getpid() whether it was forked).
 //
 // File format, version 2 (native byte order)
 // -----------------------------------------
@@ -231,8 +232,9 @@ class Queue {
   // back) and ends the claim. Errors: as take(), estale (the claim was
   // released or voided).
   Error commit(Claim& c, bool purge, Wait w = Wait::yes) noexcept;
-  // Ends the claim; the item stays at the head. Never blocks (the claim
-  // lock is let go of on the holder thread, soon). Idempotent.
+  // Ends the claim; the item stays at the head. The claim lock is let go
+  // of on the holder thread (microseconds: it never blocks), so a new
+  // claim can be had when this returns. Idempotent.
   static void release(Claim& c) noexcept;
 
   // Durable point for Durability::interval: what was committed when this

@@ -283,6 +283,92 @@ TEST(Queue, AHolderKilledWithTheLockDoesNotStallOthers) {
   EXPECT_EQ(pop(*m), std::nullopt);
 }
 
+// try_pop's claims: the claimed head is left to its claimer (pops, claims
+// and erase elsewhere answer ebusy, peeks see it), commit pops exactly it,
+// release gives it back; claim after claim in a tight loop never trips over
+// the previous claim's release, still on its way to the holder thread.
+Errc keep(void*, std::uint8_t, const char*, std::size_t) { return Errc::ok; }
+
+Errc copy_to(void* ctx, std::uint8_t, const char* data, std::size_t len) {
+  static_cast<std::string*>(ctx)->assign(data, len);
+  return Errc::ok;
+}
+
+TEST(Queue, AClaimedHeadGoesToItsClaimerOnly) {
+  TempDir d;
+  auto m = open_queue_file(d.file("claim"), 64 << 10);  // room for all: darwin cannot grow
+  auto other = open_existing(d.file("claim"), 64 << 10);
+  ASSERT_TRUE(m && other.ok());
+  auto empty = m->claim(keep, nullptr);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, nullptr) << "nothing to claim";
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(push(*m, item(i)), Error());
+  std::string got;
+  auto c = m->claim(copy_to, &got);
+  ASSERT_TRUE(c.ok() && *c);
+  EXPECT_EQ(got, item(0));
+  for (queue::Queue* q : {m.get(), other->get()}) {
+    EXPECT_EQ(q->take(queue::Take::pop).error(), Errc::ebusy);
+    EXPECT_EQ(q->claim(keep, nullptr).error(), Errc::ebusy);
+    EXPECT_EQ(q->purge(), Errc::ebusy) << "erase waits for the claimer";
+    EXPECT_EQ(*q->purge(true, Wait::yes), false) << "items queued: nothing to give back";
+    EXPECT_EQ(pop(*q, true), item(0)) << "a peek sees the claimed head";
+  }
+  ASSERT_EQ(m->commit(**c, false), Error());
+  EXPECT_EQ(m->commit(**c, false), Errc::estale) << "a claim pops once";
+  EXPECT_EQ(pop(**other, true), item(1));
+  auto again = (*other)->claim(keep, nullptr);
+  ASSERT_TRUE(again.ok() && *again);
+  queue::Queue::release(**again);
+  EXPECT_EQ((*other)->commit(**again, false), Errc::estale) << "released: no longer the claimer";
+  for (int i = 3; i < 503; ++i) ASSERT_EQ(push(*m, item(i)), Error());
+  for (int i = 1; i < 503; ++i) {
+    auto ci = m->claim(copy_to, &got);
+    ASSERT_TRUE(ci.ok() && *ci) << i << ": " << (ci ? "empty" : ci.error().name());
+    ASSERT_EQ(got, item(i));
+    ASSERT_EQ(m->commit(**ci, i == 502), Error());
+  }
+  EXPECT_EQ(pop(*m), std::nullopt);
+}
+
+// The claiming process dies (SIGKILL) while its claim is out: the claim is
+// void and the item is the head again, for a pop as for a claim.
+TEST(Queue, AClaimOfADeadProcessIsVoid) {
+  TempDir d;
+  auto m = open_queue_file(d.file("dead-claim"), 4096);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(push(*m, "claimed"), Error());
+  ASSERT_EQ(push(*m, "next"), Error());
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  Children kids;
+  const pid_t child = kids.fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    auto q = open_existing(d.file("dead-claim"), 4096);
+    if (!q) ::_exit(2);
+    auto c = (*q)->claim(keep, nullptr);
+    if (!c || !*c) ::_exit(3);
+    (void)!::write(ready[1], "c", 1);
+    for (;;) ::pause();  // killed holding the claim
+  }
+  ::close(ready[1]);
+  char b = 0;
+  ASSERT_EQ(::read(ready[0], &b, 1), 1) << "the child claimed the head";
+  ::close(ready[0]);
+  EXPECT_EQ(m->take(queue::Take::pop).error(), Errc::ebusy) << "claimed by a live process";
+  ::kill(child, SIGKILL);
+  const int status = kids.wait(child);
+  ASSERT_TRUE(status >= 0 && WIFSIGNALED(status));
+  EXPECT_EQ(pop(*m), "claimed") << "its claim died with it";
+  std::string got;
+  auto c = m->claim(copy_to, &got);
+  ASSERT_TRUE(c.ok() && *c);
+  EXPECT_EQ(got, "next");
+  ASSERT_EQ(m->commit(**c, false), Error());
+}
+
 // Issue 8, case 1: handle A drains with pop_and_purge (the file shrinks
 // back), then handle B, whose map still had the old size, pushes until its
 // ring wraps and must grow. B must see the smaller file first: nothing
