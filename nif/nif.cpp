@@ -263,18 +263,11 @@ ERL_NIF_TERM read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return r;
 }
 
-// The line [pos, pos+len) as file:read_line/1 gives it: a CR right before
-// the closing LF is dropped (the line is then a copy, even for a direct
-// handle, since its bytes are no longer one range of the map).
-ERL_NIF_TERM read_line_at(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t len) {
-  if (len < 2) return read_binary(c, h, pos, len);
-  auto crlf = h->map->with_range(
-      pos + len - 2, 2, [](const char* data, std::size_t n, Region&) -> Result<bool> {
-        return n == 2 && data[0] == '\r' && data[1] == '\n';
-      },
-      c.wait());
-  if (!crlf) return c.error(crlf.error());
-  if (!*crlf) return read_binary(c, h, pos, len);
+// The line [pos, pos+len) as file:read_line/1 gives it: with `crlf` (it
+// ends in CR LF) the CR is dropped, and the line is then a copy even for a
+// direct handle, since its bytes are no longer one range of the map.
+ERL_NIF_TERM read_line_at(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t len, bool crlf) {
+  if (!crlf) return read_binary(c, h, pos, len);
   auto r = h->map->with_range(
       pos, len - 2,
       [&](const char* data, std::size_t n, Region&) -> Result<ERL_NIF_TERM> {
@@ -297,21 +290,27 @@ ERL_NIF_TERM read_line_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
     const std::uint64_t start = h->position.load(std::memory_order_relaxed);
     // On a normal scheduler look at most kDirtyCopy bytes for the newline.
     const std::size_t window = c.dirty ? std::numeric_limits<std::size_t>::max() : kDirtyCopy;
-    auto line_len = h->map->with_range(
+    struct Line {
+      std::uint64_t len;
+      bool crlf;
+    };
+    auto line = h->map->with_range(
         start, window,
-        [&](const char* data, std::size_t n, Region&) -> Result<std::uint64_t> {
-          if (const void* nl = std::memchr(data, '\n', n))
-            return static_cast<std::uint64_t>(static_cast<const char*>(nl) - data) + 1;
+        [&](const char* data, std::size_t n, Region&) -> Result<Line> {
+          if (const void* nl = std::memchr(data, '\n', n)) {
+            const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(nl) - data);
+            return Line{at + 1, at > 0 && data[at - 1] == '\r'};
+          }
           if (n == window) return Error(Errc::ebusy);  // a longer line: look further on a dirty scheduler
-          return n;                                    // the last line of the map has no newline
+          return Line{n, false};                       // the last line of the map has no newline
         },
         c.wait());
-    if (!line_len) return c.error(line_len.error());
+    if (!line) return c.error(line.error());
     std::uint64_t expected = start;
-    if (!h->position.compare_exchange_strong(expected, start + *line_len, std::memory_order_relaxed))
+    if (!h->position.compare_exchange_strong(expected, start + line->len, std::memory_order_relaxed))
       continue;  // another process moved the position: read again from there
-    const ERL_NIF_TERM r = read_line_at(c, h, start, *line_len);
-    if (c.retry || !is_ok_tuple(c, r)) give_back(h, start, *line_len);
+    const ERL_NIF_TERM r = read_line_at(c, h, start, line->len, line->crlf);
+    if (c.retry || !is_ok_tuple(c, r)) give_back(h, start, line->len);
     return r;
   }
 }
