@@ -44,6 +44,7 @@ class FaultyBackend final : public MappingBackend {
   Error fail_with;
   bool cascade = false;   // every call from fail_at on fails (a system that stays broken)
   bool holes = false;
+  bool partial_allocate = false;  // an injected allocate failure first lengthens the file
   mutable int calls = 0;
   mutable std::vector<std::string> trace;  // names of the calls counted, in order
   mutable std::string failed;              // the call that was failed, if any
@@ -65,12 +66,17 @@ class FaultyBackend final : public MappingBackend {
     if (Error e = inject("stat_file")) return e;
     return real_->stat_file(fd);
   }
+  bool out_of_space(FileId fd) noexcept override { return real_->out_of_space(fd); }
   Error set_file_size(FileId fd, std::uint64_t s) noexcept override {
     if (Error e = inject("set_file_size")) return e;
     return real_->set_file_size(fd, s);
   }
   Error allocate(FileId fd, std::uint64_t o, std::uint64_t l) noexcept override {
-    if (Error e = inject("allocate")) return e;
+    if (Error e = inject("allocate")) {
+      // A failed posix_fallocate may leave the file longer (ENOSPC midway).
+      if (partial_allocate) (void)real_->set_file_size(fd, o + l);
+      return e;
+    }
     return fail_allocate ? fail_allocate : real_->allocate(fd, o, l);
   }
   Error unlink(const char* p) noexcept override {
