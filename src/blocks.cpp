@@ -143,6 +143,9 @@ class WriteTurn {
   bool ok_ = false;
 };
 
+// Slots a store that must not block looks at per call.
+constexpr std::uint64_t kScanBudget = 1024;
+
 Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait w) {
   // Other processes' repairs must know this handle may be mid-write.
   if (Error e = m.announce(w != Wait::no)) return e;
@@ -157,7 +160,12 @@ Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait 
           if (len > v->block) return Error(Errc::einval);
           auto hint = field(v->h->free_hint);
           const std::uint64_t from = hint.load(std::memory_order_acquire);
-          for (std::uint64_t i = from; i < v->capacity; ++i) {
+          // A caller on a normal scheduler looks at a bounded run of slots
+          // (each may be a page fault away); past it, the hint moves on and
+          // the caller goes on where it can block (ebusy -> dirty).
+          const std::uint64_t end =
+              w == Wait::no && v->capacity - std::min(from, v->capacity) > kScanBudget ? from + kScanBudget : v->capacity;
+          for (std::uint64_t i = from; i < end; ++i) {
             auto word = v->word(i);
             std::uint32_t cur = word.load(std::memory_order_relaxed);
             if (state_of(cur) != kFree) continue;
@@ -171,6 +179,11 @@ Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait 
             std::uint64_t expect = from;  // every slot in [from, i] is taken now
             hint.compare_exchange_strong(expect, i + 1, std::memory_order_release);
             return i;
+          }
+          if (end < v->capacity) {
+            std::uint64_t expect = from;  // every slot in [from, end) is taken
+            hint.compare_exchange_strong(expect, end, std::memory_order_release);
+            return Error(Errc::ebusy);
           }
           grow = {v->capacity, v->slot};
           return Error(Errc::full);

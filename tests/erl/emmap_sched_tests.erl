@@ -156,6 +156,33 @@ slow_calls_are_charged_by_time_test_() ->
         ?assert(ColdReds - WarmReds >= ExtraMs * 1000)
     end}.
 
+%% A store looks for a free slot from the storage's hint. After free(0)
+%% and free(N-1) the first store takes slot 0 and the second scans every
+%% slot up to N-1: 4 M slots of 256 bytes (a 1 GiB file) take ~30 ms, which
+%% must not happen on a normal scheduler.
+store_block_scan_is_bounded_test_() ->
+    {timeout, 300, fun() ->
+        F = tmp("schedscan"),
+        N = 4 bsl 20,
+        Block = 248,
+        {ok, M, _} = emmap:open(F, [create, read, write, {size, 64 + N * (Block + 8)}]),
+        ok = emmap:init_block_storage(M, Block),
+        Bin = binary:copy(<<"s">>, Block),
+        fill_blocks(M, Bin, N),
+        true = emmap:free_block(M, 0),
+        true = emmap:free_block(M, N - 1),
+        {Addrs, R} = watched(fun() -> [emmap:store_block(M, Bin) || _ <- [1, 2]] end),
+        ok = emmap:close(M),
+        file:delete(F),
+        ?assertEqual([0, N - 1], Addrs),
+        ?assertEqual([], R)
+    end}.
+
+fill_blocks(_M, _Bin, 0) -> ok;
+fill_blocks(M, Bin, K) ->
+    _ = emmap:store_block(M, Bin),
+    fill_blocks(M, Bin, K - 1).
+
 %% The rest of issue 9's list: big queue items and terms, big blocks, and
 %% many small writes that each stall on a page fault.
 scheduler_hygiene_queue_blocks_faults_test_() ->
