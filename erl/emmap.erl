@@ -228,7 +228,8 @@ datasync(Mem) -> sync(Mem).
 flush(Mem) -> sync(Mem).
 
 %% @doc Starts a sync in the background; the caller later receives
-%% `{emmap_sync, Ref, ok | {error, Reason}}'.
+%% `{emmap_sync, Ref, ok | {error, Reason}}'. `{error, eagain}' when 256
+%% syncs are already in flight in the VM (each holds a descriptor).
 -spec sync_async(mmap_file()) -> {ok, reference()} | {error, reason()}.
 sync_async(Mem) ->
     R = res(Mem),

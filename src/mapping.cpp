@@ -682,7 +682,33 @@ Error Mapping::sync_inside(std::uint64_t pos, std::uint64_t len) noexcept {
 
 Error Mapping::sync() noexcept { return sync(0, std::numeric_limits<std::uint64_t>::max()); }
 
-Error Mapping::sync_async(SyncDone done) noexcept {
+namespace {
+// Async sync jobs in flight in the process. A tight loop of sync_async
+// calls otherwise queues without bound, a duplicate descriptor each, until
+// the process has no descriptor left for anything else.
+std::atomic<int> g_async_syncs{0};
+}  // namespace
+
+Error Mapping::sync_async(SyncDone user_done) noexcept {
+  if (g_async_syncs.fetch_add(1, std::memory_order_relaxed) >= kMaxAsyncSyncs) {
+    g_async_syncs.fetch_sub(1, std::memory_order_relaxed);
+    return Errc::eagain;
+  }
+  struct Slot {  // gives the place back unless a job took it over
+    bool held = true;
+    ~Slot() {
+      if (held) g_async_syncs.fetch_sub(1, std::memory_order_relaxed);
+    }
+  } slot;
+  SyncDone done;
+  try {
+    done = [user_done = std::move(user_done)](Error e) {
+      g_async_syncs.fetch_sub(1, std::memory_order_relaxed);  // first: the reply may ask for the next one
+      user_done(e);
+    };
+  } catch (...) {
+    return Errc::enomem;
+  }
   // Everything the job needs is taken under the gate, so a close or resize
   // meanwhile cannot pull it away: a duplicate descriptor, and (for the
   // thread path) a pin on the memory, which stays mapped until the job ends.
@@ -705,7 +731,10 @@ Error Mapping::sync_async(SyncDone done) noexcept {
     }
   }
   if (dup != kNoFile && !options_.map_sync && backend_->capabilities().async_fsync) {
-    if (!backend_->submit_async_fsync(dup, done)) return {};
+    if (!backend_->submit_async_fsync(dup, done)) {
+      slot.held = false;  // the completion gives it back
+      return {};
+    }
     // Not taken (ring full): the thread below does it.
   }
   auto backend = backend_;
@@ -722,6 +751,7 @@ Error Mapping::sync_async(SyncDone done) noexcept {
     if (dup != kNoFile) (void)backend_->close_file(dup);
     return Errc::enomem;
   }
+  slot.held = false;
   return {};
 }
 

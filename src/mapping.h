@@ -183,9 +183,11 @@ class Mapping {
   // Starts sync() of the whole map and returns at once; done(result) runs
   // later on a background thread (the io_uring completion thread where the
   // backend has one: IORING_OP_FSYNC with datasync, equivalent on Linux to
-  // msync(MS_SYNC) of every shared page). Errors (done is then not
-  // called): closed, enomem, emfile.
+  // msync(MS_SYNC) of every shared page). At most kMaxAsyncSyncs jobs are
+  // in flight in the process (each holds a descriptor): past that, eagain.
+  // Errors (done is then not called): closed, enomem, emfile, eagain.
   Error sync_async(SyncDone done) noexcept;
+  static constexpr int kMaxAsyncSyncs = 256;
   // Errors: einval, closed.
   Error advise(std::uint64_t pos, std::uint64_t len, Advice advice) noexcept;
 

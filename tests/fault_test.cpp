@@ -22,6 +22,9 @@
 #endif
 
 #include <cctype>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdlib>
 #include <cstring>
 
@@ -316,6 +319,56 @@ TEST(OpenFails, LeavesNothingBehind) {
     }
   }
   EXPECT_EQ(open_fds().size(), fds) << "descriptors leaked";
+}
+
+// A tight loop of sync_async: jobs in flight are bounded (each holds a
+// descriptor), the ones past the bound answer eagain, every accepted one
+// reports once, and the bound frees up as jobs finish.
+TEST(AsyncSync, JobsInFlightAreBounded) {
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  faulty->refuse_async = true;  // the thread path, where a job can be held
+  std::mutex mu;
+  std::condition_variable cv;
+  bool go = false;
+  int done = 0, done_ok = 0;
+  faulty->on_sync = [&] {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return go; });
+  };
+  auto r = Mapping::open(d.file("a"), 0, 0, rw_create(kSmall), faulty);
+  ASSERT_TRUE(r.ok());
+  Mapping& m = *r->mapping;
+  const std::size_t fds = open_fds().size();
+  auto report = [&](Error e) {
+    std::lock_guard<std::mutex> g(mu);
+    ++done;
+    done_ok += e.ok();
+    cv.notify_all();
+  };
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 4 * Mapping::kMaxAsyncSyncs; ++i) {
+    const Error e = m.sync_async(report);
+    if (e.ok()) ++accepted;
+    else if (e == Errc::eagain) ++refused;
+    else ADD_FAILURE() << "sync_async: " << e.name();
+  }
+  EXPECT_EQ(accepted, Mapping::kMaxAsyncSyncs);
+  EXPECT_EQ(refused, 3 * Mapping::kMaxAsyncSyncs);
+  EXPECT_LE(open_fds().size(), fds + Mapping::kMaxAsyncSyncs) << "a descriptor per job, and no more";
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    go = true;
+    cv.notify_all();
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(30), [&] { return done == accepted; }));
+  }
+  EXPECT_EQ(done_ok, accepted);
+  // Room again once they are done.
+  for (int i = 0; i < 100 && open_fds().size() > fds; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(open_fds().size(), fds) << "every job closed its descriptor";
+  EXPECT_EQ(m.sync_async(report), Error());
+  std::unique_lock<std::mutex> lk(mu);
+  ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(30), [&] { return done == accepted + 1; }));
 }
 
 // Faults the system causes, on a real full file system (Linux: a 1 MiB

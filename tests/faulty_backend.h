@@ -37,6 +37,8 @@ class FaultyBackend final : public MappingBackend {
   int fail_syncs = 0;       // the next this many sync calls answer eio (then they work again)
   int sync_calls = 0;
   std::function<void()> on_map_into;  // runs inside map_into (e.g. to stall a resize)
+  std::function<void()> on_sync;      // runs inside sync (e.g. to hold async jobs in flight)
+  bool refuse_async = false;          // submit_async_fsync declines (ring full)
   int extend_calls = 0;
   int map_calls = 0;
 
@@ -93,6 +95,7 @@ class FaultyBackend final : public MappingBackend {
     return real_->duplicate_file(fd);
   }
   Error submit_async_fsync(FileId fd, SyncDone done) noexcept override {
+    if (refuse_async) return Errc::eagain;  // as a full ring: the core's thread does the sync
     return real_->submit_async_fsync(fd, std::move(done));
   }
   Result<void*> reserve(std::size_t l, void* at) noexcept override {
@@ -133,6 +136,7 @@ class FaultyBackend final : public MappingBackend {
   }
   Error release(void* b, std::size_t l) noexcept override { return real_->release(b, l); }
   Error sync(void* a, std::size_t l, FileId fd, bool ms) noexcept override {
+    if (on_sync) on_sync();
     ++sync_calls;
     if (Error e = inject("sync")) return e;
     if (fail_syncs > 0) {
