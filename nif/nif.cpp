@@ -17,6 +17,7 @@
 #include <new>
 
 #include "blocks.h"
+#include "ext_size.h"
 #include "queue.h"
 #include "resources.h"
 #include "terms.h"
@@ -659,6 +660,16 @@ Errc item_to_term(void* ctx, std::uint8_t kind, const char* data, std::size_t le
     if (!copy_binary(o->env, data, len, &bin)) return Errc::enomem;
     o->item = enif_make_tuple2(o->env, enif_make_atom(o->env, "$emmap_queue_z"), bin);
     return Errc::ok;
+  }
+  // The VM aborts when it cannot allocate a decoded term: a large one is
+  // first checked against what can be allocated now, and left queued with
+  // enomem when it does not fit. Three times the term: the fragment it is
+  // built in, and the new heap (up to 1.2x larger) the next garbage
+  // collection copies it into while the fragment still exists; measured
+  // under `ulimit -v`, twice was not enough.
+  if (len > kDirtyCopy) {
+    const auto need = decoded_bytes(reinterpret_cast<const unsigned char*>(data), len);
+    if (need && (*need > SIZE_MAX / 3 || !can_allocate(3 * *need))) return Errc::enomem;
   }
   // A checksummed record that is no external term: corrupt, left queued.
   return enif_binary_to_term(o->env, reinterpret_cast<const unsigned char*>(data), len, &o->item, 0) != 0

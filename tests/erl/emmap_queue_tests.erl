@@ -6,7 +6,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 %% Run inside child VMs.
--export([worker/5, big_push/1]).
+-export([worker/5, big_push/1, pop_report/2]).
 
 tmp(Name) ->
     Dir = case os:getenv("TMPDIR") of false -> "/tmp"; "" -> "/tmp"; D -> D end,
@@ -168,13 +168,19 @@ with_vms(Fun) ->
     end.
 
 vm(Eval) ->
+    vm(Eval, []).
+
+%% Prefix: a command (and its arguments) that execs the VM's command line.
+vm(Eval, Prefix) ->
     Erl = os:find_executable("erl"),
     Ebin = filename:join(code:lib_dir(emmap), "ebin"),
     Here = filename:dirname(code:which(?MODULE)),
     Watchdog = "spawn(fun() -> _ = io:get_line(''), erlang:halt(137) end),",
-    Port = open_port({spawn_executable, Erl},
-                     [{args, ["-noshell", "-pa", Ebin, "-pa", Here, "-eval", Watchdog ++ Eval]},
-                      exit_status, {line, 1024}, stderr_to_stdout]),
+    Args = ["-noshell", "-pa", Ebin, "-pa", Here, "-eval", Watchdog ++ Eval],
+    [Exe | PrefixArgs] = Prefix ++ [Erl],
+    Port = open_port({spawn_executable, Exe},
+                     [{args, PrefixArgs ++ Args}, exit_status, {line, 1024}, stderr_to_stdout,
+                      {env, [{"ERL_CRASH_DUMP_BYTES", "0"}]}]),   % a VM that dies leaves no file
     case get(emmap_test_vms) of
         undefined -> ok;
         Vms -> put(emmap_test_vms, [Port | Vms])
@@ -483,6 +489,67 @@ wait_line(Port, Line) ->
         {Port, {data, _}} -> wait_line(Port, Line);
         {Port, {exit_status, S}} -> erlang:error({vm_exited, S})
     after 60000 -> erlang:error({no_line, Line})
+    end.
+
+%% Decoding a term the VM cannot allocate aborts it ("Cannot allocate N
+%% bytes"): a pop under a memory limit must answer {error, enomem} and leave
+%% the item queued. A child VM measures its own size with the queue open;
+%% a second one gets a limit of that plus the decoded term's size once (too
+%% little for it and the collection that follows) and pops; a third pops
+%% without a limit and gets the whole term. ASan reserves terabytes of
+%% address space, so a sanitized build cannot run under `ulimit -v'.
+pop_of_a_term_too_big_for_memory_test_() ->
+    {timeout, 300, fun() ->
+        case os:getenv("EMMAP_TEST_SANITIZED") of
+            "1" -> ?debugMsg("sanitized build: no address-space limit possible");
+            _ -> with_vms(fun pop_too_big/0)
+        end
+    end}.
+
+pop_too_big() ->
+    F = tmp("toobig"),
+    {ok, Q} = emmap_queue:open(F, 4096, []),
+    N = 4000000,
+    ok = emmap_queue:push(Q, lists:seq(1, N)),   % 64 MB of list cells decoded
+    ok = emmap_queue:push(Q, after_it),
+    ok = emmap_queue:close(Q),
+    Eval = fun(Pop) -> lists:flatten(io_lib:format("emmap_queue_tests:pop_report(~p, ~p).", [F, Pop])) end,
+    {0, ["vmsize " ++ Kb]} = run_lines(vm(Eval(false))),
+    Limit = list_to_integer(Kb) + N * 16 div 1024,
+    {Status, Limited} = run_lines(vm_limited(Eval(true), Limit)),
+    ?assertMatch({0, ["vmsize " ++ _, "{error,enomem} 2"]}, {Status, Limited}),
+    Whole = "{list," ++ integer_to_list(N) ++ "," ++ integer_to_list(N * (N + 1) div 2) ++ "} 1",
+    ?assertMatch({0, ["vmsize " ++ _, Whole]}, run_lines(vm(Eval(true)))),
+    file:delete(F).
+%% Run inside a child VM: its size (VmSize, KiB) with the queue open, then
+%% (with Pop) what a pop answers and how many items are left.
+pop_report(File, Pop) ->
+    {ok, Q} = emmap_queue:open(File, 4096, []),
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmSize:\\s*(\\d+)", [{capture, all_but_first, list}]),
+    io:format("vmsize ~s~n", [Kb]),
+    Pop andalso begin
+                    R = case emmap_queue:pop(Q) of
+                            L when is_list(L) -> {list, length(L), lists:sum(L)};
+                            Other -> Other
+                        end,
+                    io:format("~w ~w~n", [R, emmap_queue:length(Q)])
+                end,
+    halt(0).
+
+%% vm/1 under `ulimit -v Kb'.
+vm_limited(Eval, Kb) ->
+    vm(Eval, ["/bin/sh", "-c", "ulimit -v \"$0\" && exec \"$@\"", integer_to_list(Kb)]).
+
+%% The lines a VM prints, and its exit status, once it is gone.
+run_lines(Port) ->
+    run_lines(Port, []).
+run_lines(Port, Acc) ->
+    receive
+        {Port, {data, {eol, Line}}} -> run_lines(Port, [Line | Acc]);
+        {Port, {data, {noeol, _}}} -> run_lines(Port, Acc);
+        {Port, {exit_status, S}} -> {S, lists:reverse(Acc)}
+    after 120000 -> erlang:error({vm_timeout, lists:reverse(Acc)})
     end.
 
 %% A VM that pushes one 64 MiB item (the file grows and the copy runs under
