@@ -383,7 +383,7 @@ TEST(AsyncSync, JobsInFlightAreBounded) {
 #ifdef __linux__
 int full_disk_scenario(const std::string& dir) {
   if (::unshare(CLONE_NEWNS) != 0 && ::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return 77;
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
+  if (::mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) != 0) return 77;  // names: valgrind checks them
   if (::mount("emmap-test", dir.c_str(), "tmpfs", 0, "size=1m") != 0) return 77;
   const std::string f = dir + "/sparse", filler = dir + "/filler";
   int fd = ::open(f.c_str(), O_RDWR | O_CREAT, 0600);
