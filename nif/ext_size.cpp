@@ -1,5 +1,6 @@
 #include "ext_size.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -12,7 +13,11 @@ namespace {
 constexpr std::size_t kWord = 8;
 constexpr std::size_t kFloatWords = 2;
 constexpr std::size_t kBignumWords = 2;      // header (+ a spare) besides the digits
-constexpr std::size_t kRemoteIdWords = 12;   // an external pid, port or reference besides its id words
+// An external pid, port or reference besides its id words, and the node
+// table entry (with its DistEntry, ~880 bytes in ERTS 25) that decoding one
+// of an unknown node creates: counted for every one, as if each named a
+// different node.
+constexpr std::size_t kRemoteIdWords = 12 + 128;
 constexpr std::size_t kRefcBinWords = 8;     // a ProcBin on the heap, the off-heap Binary header
 constexpr std::size_t kSubBinWords = 8;      // a bitstring's sub-binary
 constexpr std::size_t kFunWords = 16;        // a fun's header, besides its free variables
@@ -45,7 +50,7 @@ class Walker {
         if (!term()) return std::nullopt;
       }
     } catch (const std::bad_alloc&) {
-      return std::nullopt;
+      return SIZE_MAX;  // no memory even to look: certainly none to decode it
     }
     if (p_ != end_) return std::nullopt;
     return words_ > (SIZE_MAX - bytes_) / kWord ? SIZE_MAX : words_ * kWord + bytes_;
@@ -184,6 +189,16 @@ class Walker {
 
 std::optional<std::size_t> decoded_bytes(const unsigned char* ext, std::size_t len) noexcept {
   return Walker(ext, len).run();
+}
+
+std::optional<std::size_t> compressed_decoded_bytes(const unsigned char* ext, std::size_t len) noexcept {
+  if (len < 6 || ext[0] != 131 || ext[1] != 80) return std::nullopt;
+  const std::size_t u = std::size_t{ext[2]} << 24 | std::size_t{ext[3]} << 16 | std::size_t{ext[4]} << 8 | ext[5];
+  // A remote id takes 10 bytes of input at least (NEW_REFERENCE_EXT with an
+  // empty node name and one id word): its cost per byte bounds every other
+  // tag's 16. Coarse (112 bytes a byte), for an option few use.
+  const std::size_t per_byte = std::max<std::size_t>(16, kRemoteIdWords * kWord / 10 + 1);
+  return u * per_byte + 4096;
 }
 
 bool can_allocate(std::size_t bytes) noexcept {

@@ -17,7 +17,15 @@ namespace emmap::nif {
 // binary bytes that decoding `ext` (starting with the version byte 131)
 // builds; nullopt when it is not a term this walker reads (a compressed
 // term, a tag of a later OTP, a truncated input): the VM then decides.
+// SIZE_MAX when the walk itself ran out of memory.
 std::optional<std::size_t> decoded_bytes(const unsigned char* ext, std::size_t len) noexcept;
+
+// For a compressed term (131, 80, UncompressedSize, zlib data), which this
+// walker cannot read without inflating it: a bound from the uncompressed
+// size alone (no term takes more than 16 bytes per byte of input but remote
+// pids, ports and references, counted as in decoded_bytes). nullopt when it
+// is not a compressed term.
+std::optional<std::size_t> compressed_decoded_bytes(const unsigned char* ext, std::size_t len) noexcept;
 
 // True when `bytes` could be allocated right now (one allocation, freed at
 // once). Large sizes go to mmap, so a memory limit refuses them here

@@ -655,7 +655,10 @@ Errc item_to_term(void* ctx, std::uint8_t kind, const char* data, std::size_t le
   if (kind == queue::kBinary) return copy_binary(o->env, data, len, &o->item) ? Errc::ok : Errc::enomem;
   if (kind == queue::kErlangTerm) {
     // {'$emmap_queue_z', Bin}: emmap_queue decodes it (enif_binary_to_term
-    // does not take compressed terms).
+    // does not take compressed terms) after the pop, so the memory check
+    // (below, for plain terms) is made here, from the uncompressed size.
+    const auto need = compressed_decoded_bytes(reinterpret_cast<const unsigned char*>(data), len);
+    if (need && *need > kDirtyCopy && (*need > SIZE_MAX / 3 || !can_allocate(3 * *need))) return Errc::enomem;
     ERL_NIF_TERM bin;
     if (!copy_binary(o->env, data, len, &bin)) return Errc::enomem;
     o->item = enif_make_tuple2(o->env, enif_make_atom(o->env, "$emmap_queue_z"), bin);
