@@ -214,17 +214,11 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   // ---- the file ----
   bool existed = false;
   std::uint64_t file_size = 0;
-  std::uint64_t lengthened_to = 0;  // nonzero: this call may have made an existing file up to this long
   // On failure the half-made Mapping's destructor closes the descriptor; a
-  // file this call created is removed again, an existing one it lengthened is
-  // cut back (unless its length is one this call cannot have set).
+  // file this call created is removed again.
   auto fail = [&](Error e) -> Result<Opened> {
     if (m->file_) m->file_->disarm();
     if (!existed && !o.anonymous && m->fd_ != kNoFile) (void)backend->unlink(m->path_.c_str());
-    if (existed && lengthened_to != 0) {
-      auto now = backend->stat_file(m->fd_);
-      if (now && now->size > file_size && now->size <= lengthened_to) (void)backend->set_file_size(m->fd_, file_size);
-    }
     return e;
   };
   if (!o.anonymous) {
@@ -264,8 +258,17 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   if (len > kMaxMapLen || offset > kMaxMapLen * 1024) return fail(Errc::enomem);
   if (!o.anonymous && offset + len > file_size) {
     if (o.write) {
-      lengthened_to = offset + len;  // before the call: a failed allocation may have lengthened it part of the way
-      if (Error e = backend->allocate(m->fd_, file_size, offset + len - file_size)) return fail(e);
+      if (Error e = backend->allocate(m->fd_, file_size, offset + len - file_size)) {
+        // A failed allocation (ENOSPC midway) may have lengthened the file
+        // part of the way: cut back what it can have added. Once the
+        // allocation succeeded the length stays, even if a later step fails:
+        // another handle may already map and write that range (it is zeros
+        // now, or its data), and a cut would destroy it.
+        auto now = backend->stat_file(m->fd_);
+        if (existed && now && now->size > file_size && now->size <= offset + len)
+          (void)backend->set_file_size(m->fd_, file_size);
+        return fail(e);
+      }
     } else {
       len = file_size > offset ? file_size - offset : 0;  // read-only: the file is what it is
     }
