@@ -78,7 +78,9 @@ struct View {
 
   void lower_hint(std::uint64_t i) const {
     auto hint = field(h->free_hint);
-    std::uint64_t cur = hint.load(std::memory_order_relaxed);
+    // seq_cst: the freeing store before it and this load pair with a store's
+    // hint move and its second look (advance_hint), so one of them sees the other.
+    std::uint64_t cur = hint.load(std::memory_order_seq_cst);
     while (i < cur && !hint.compare_exchange_weak(cur, i, std::memory_order_release)) {
     }
   }
@@ -143,6 +145,23 @@ class WriteTurn {
   bool ok_ = false;
 };
 
+// Moves the free hint from `from` to `to` after a scan saw every slot in
+// [from, to) taken. A slot freed during the scan did not lower the hint (it
+// was not below it), so the range is looked at once more after the move:
+// a free slot found there lowers the hint again. A free from now on finds
+// the hint above it and lowers it itself.
+static void advance_hint(const View& v, std::uint64_t from, std::uint64_t to) {
+  auto hint = field(v.h->free_hint);
+  std::uint64_t expect = from;
+  if (to == from || !hint.compare_exchange_strong(expect, to, std::memory_order_seq_cst)) return;
+  for (std::uint64_t j = from; j < to; ++j) {
+    if (state_of(v.word(j).load(std::memory_order_seq_cst)) == kFree) {
+      v.lower_hint(j);
+      return;
+    }
+  }
+}
+
 // Slots a store that must not block looks at per call.
 constexpr std::uint64_t kScanBudget = 1024;
 
@@ -176,13 +195,11 @@ Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait 
             if (!word.compare_exchange_strong(writing, next(writing, kUsed), std::memory_order_release))
               continue;  // a concurrent repair reclaimed the slot: take another
             field(v->h->count).fetch_add(1, std::memory_order_relaxed);
-            std::uint64_t expect = from;  // every slot in [from, i] is taken now
-            hint.compare_exchange_strong(expect, i + 1, std::memory_order_release);
+            advance_hint(*v, from, i + 1);
             return i;
           }
           if (end < v->capacity) {
-            std::uint64_t expect = from;  // every slot in [from, end) is taken
-            hint.compare_exchange_strong(expect, end, std::memory_order_release);
+            advance_hint(*v, from, end);
             return Error(Errc::ebusy);
           }
           grow = {v->capacity, v->slot};
@@ -253,7 +270,7 @@ Result<bool> free(Mapping& m, std::uint64_t addr, Wait w) {
         std::uint32_t cur = word.load(std::memory_order_relaxed);
         do {
           if (state_of(cur) != kUsed) return false;
-        } while (!word.compare_exchange_weak(cur, next(cur, kFree), std::memory_order_release));
+        } while (!word.compare_exchange_weak(cur, next(cur, kFree), std::memory_order_seq_cst));
         field(v->h->count).fetch_sub(1, std::memory_order_relaxed);
         v->lower_hint(addr);
         return true;
