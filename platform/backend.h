@@ -116,9 +116,6 @@ class MappingBackend {
   virtual Error close_file(FileId fd) noexcept = 0;
   // Errors: ebadf, eoverflow.
   virtual Result<FileStat> stat_file(FileId fd) noexcept = 0;
-  // Whether the file system holding the file has no block left for this
-  // process (what a write fault into a hole of a sparse file then meets).
-  virtual bool out_of_space(FileId) noexcept { return false; }
   // Sets the file length (ftruncate). Errors: efbig (beyond RLIMIT_FSIZE or the
   // file system's limit; checked first, so no SIGXFSZ is raised), einval, eio, erofs.
   virtual Error set_file_size(FileId fd, std::uint64_t size) noexcept = 0;
@@ -224,7 +221,7 @@ int guard_range(void* base, std::size_t len, std::atomic<bool>* truncated) noexc
 void unguard_range(int token) noexcept;
 enum FaultKind : std::uint8_t {
   kFaultNone = 0,
-  kFaultLost = 1,      // the file shrank under the map ({error, sigbus}), or a write into a hole failed
+  kFaultLost = 1,      // the file shrank under the map: {error, sigbus}
   kFaultHardware = 2,  // a hardware memory error (BUS_MCEERR_AR): {error, eio}
   kFaultHole = 3,      // an unmapped page inside our range: {error, efault}
 };

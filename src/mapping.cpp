@@ -339,35 +339,6 @@ Result<std::shared_ptr<Region>> Mapping::pin() noexcept {
   return region_;
 }
 
-// ---- faults ------------------------------------------------------------
-
-Error Mapping::fault_error(std::uint8_t kind, bool write) noexcept {
-  t_fault = kFaultNone;
-  if (kind == kFaultHardware) return Errc::eio;
-  if (kind == kFaultHole) return Errc::efault;
-  // A lost page. The file still covering it means no truncation: a store
-  // into a hole found no free block (or the page could not be read).
-  if (!heal_lost()) return Errc::sigbus;
-  return write && backend_->out_of_space(fd_) ? Errc::enospc : Errc::eio;
-}
-
-bool Mapping::heal_lost() noexcept {
-  Region& r = *region_;
-  if (fd_ == kNoFile || options_.sharing == Sharing::private_ || mapped_len_ == 0) return false;
-  if (r.lost_to_ > r.lost_from_ && r.lost_from_ < mapped_len_) return false;  // part of it is not ours to map
-  // Clear the mark first: a page lost from now on (a truncation racing this)
-  // marks it again, and our mapping below replaces only pages lost before.
-  r.truncated_.store(false, std::memory_order_relaxed);
-  auto st = backend_->stat_file(fd_);
-  if (!st || st->size < aligned_offset_ + delta_ + size_ ||
-      backend_->map_into(r.base_, request(0, mapped_len_)) ||
-      (options_.mlock && backend_->lock(r.base_, mapped_len_))) {
-    r.truncated_.store(true, std::memory_order_relaxed);
-    return false;
-  }
-  return true;
-}
-
 // ---- atomics -----------------------------------------------------------
 
 Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
@@ -395,7 +366,7 @@ Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::
     case AtomicOp::xor_: old = a.fetch_xor(v); break;
     case AtomicOp::xchg: old = a.exchange(v); break;
   }
-  if (Error e = access_faulted(true)) return e;
+  if (Error e = access_faulted()) return e;
   return old;
 }
 
@@ -407,7 +378,7 @@ Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std
   if (!p) return p.error();
   std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
   const bool swapped = a.compare_exchange_strong(expected, desired);
-  if (Error e = access_faulted(true)) return e;
+  if (Error e = access_faulted()) return e;
   return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
 }
 
@@ -417,7 +388,7 @@ Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
   auto p = check_atomic(pos, false);
   if (!p) return p.error();
   const std::int64_t v = std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
-  if (Error e = access_faulted(false)) return e;
+  if (Error e = access_faulted()) return e;
   return v;
 }
 
@@ -427,7 +398,7 @@ Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexc
   auto p = check_atomic(pos, true);
   if (!p) return p.error();
   std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).store(value);
-  if (Error e = access_faulted(true)) return e;
+  if (Error e = access_faulted()) return e;
   return {};
 }
 

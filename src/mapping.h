@@ -259,25 +259,17 @@ class Mapping {
   // The request that maps bytes [from, to) of the region (relative to its base).
   MapRequest request(std::size_t from, std::size_t to) const noexcept;
   std::size_t granularity() const noexcept;
-  // Inside the gate, before touching the map: a map marked truncated is
-  // refused (unless heal_lost() finds the mark stale), and the thread's fault
-  // note is cleared.
-  Error begin_access() noexcept;
+  // Inside the gate, before touching the map: a truncated map is refused,
+  // and the thread's fault note is cleared.
+  Error begin_access() const noexcept;
   // After touching it: did a page fault (caught by the guard)? The error
-  // for the kind of fault, or ok. `write`: the access stored.
-  Error access_faulted(bool write) noexcept {
+  // for the kind of fault, or ok.
+  static Error access_faulted() noexcept {
     const std::uint8_t kind = t_fault;
-    if (kind == kFaultNone) [[likely]] return {};
-    return fault_error(kind, write);
+    if (kind == kFaultNone) return {};
+    t_fault = kFaultNone;
+    return kind == kFaultHardware ? Errc::eio : kind == kFaultHole ? Errc::efault : Errc::sigbus;
   }
-  Error fault_error(std::uint8_t kind, bool write) noexcept;
-  // A lost page is not always a truncation: a store into a hole of a sparse
-  // file faults the same way when the disk is full (or the read of a page
-  // fails). Inside the gate (as a reader): when the file still covers the
-  // whole map, map it again over the whole range (a shared map shows the
-  // same page-cache pages, so readers in flight see no change but the lost
-  // pages coming back) and clear the mark. True when healed.
-  bool heal_lost() noexcept;
 
   std::shared_ptr<MappingBackend> backend_;
   std::shared_ptr<FileLife> file_;
@@ -357,10 +349,8 @@ class Region : public std::enable_shared_from_this<Region> {
   bool leak_ = false;
 };
 
-inline Error Mapping::begin_access() noexcept {
-  if (region_->truncated()) [[unlikely]] {
-    if (!heal_lost()) return Errc::truncated;
-  }
+inline Error Mapping::begin_access() const noexcept {
+  if (region_->truncated()) return Errc::truncated;
   t_fault = kFaultNone;
   return {};
 }
@@ -375,7 +365,7 @@ auto Mapping::with_range(std::uint64_t pos, std::size_t len, F&& f, Wait w) noex
   if (pos >= size_) return Error(Errc::eof);
   const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, size_ - pos));
   auto r = f(static_cast<const char*>(data_ + pos), n, *region_);
-  if (Error e = access_faulted(false)) return e;
+  if (Error e = access_faulted()) return e;
   return r;
 }
 
@@ -387,7 +377,7 @@ auto Mapping::with_map(F&& f, bool for_write, Wait w) noexcept -> decltype(f(nul
   if (for_write && !options_.write) return Error(Errc::eacces);
   if (Error e = begin_access()) return e;
   auto r = f(data_, size_);
-  if (Error e = access_faulted(for_write)) return e;
+  if (Error e = access_faulted()) return e;
   return r;
 }
 
@@ -401,7 +391,7 @@ auto Mapping::with_writable(std::uint64_t pos, std::size_t len, F&& f, Wait w) n
   if (Error e = begin_access()) return e;
   if (pos > size_ || len > size_ - pos) return Error(Errc::einval);
   auto r = f(data_ + pos, len);
-  if (Error e = access_faulted(true)) return e;
+  if (Error e = access_faulted()) return e;
   return r;
 }
 

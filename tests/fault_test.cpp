@@ -16,10 +16,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sched.h>
-#include <sys/mount.h>
-#endif
 
 #include <cctype>
 #include <condition_variable>
@@ -375,77 +371,6 @@ TEST(AsyncSync, JobsInFlightAreBounded) {
   ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(30), [&] { return done == accepted + 1; }));
 }
 
-// Faults the system causes, on a real full file system (Linux: a 1 MiB
-// tmpfs in a private mount namespace, in a child process so the test's own
-// namespace is untouched; root, or an unprivileged user namespace).
-//
-// A store into a hole of a sparse file faults with SIGBUS when no block is
-// left, exactly as a page lost to truncation does. It must answer enospc,
-// not leave the map marked truncated, and work again once space is freed;
-// a real truncation still answers sigbus, then truncated until the file
-// covers the map again.
-#ifdef __linux__
-int full_disk_scenario(const std::string& dir) {
-  if (::unshare(CLONE_NEWNS) != 0 && ::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return 77;
-  if (::mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) != 0) return 77;  // names: valgrind checks them
-  if (::mount("emmap-test", dir.c_str(), "tmpfs", 0, "size=1m") != 0) return 77;
-  const std::string f = dir + "/sparse", filler = dir + "/filler";
-  int fd = ::open(f.c_str(), O_RDWR | O_CREAT, 0600);
-  if (fd < 0 || ::ftruncate(fd, 4 << 20) != 0) return 10;
-  OpenOptions rw;
-  rw.write = true;
-  auto r = Mapping::open(f, 0, 0, rw, make_backend());
-  if (!r || r->mapping->size() != 4u << 20) return 11;
-  Mapping& m = *r->mapping;
-  if (m.write(0, "a", 1)) return 11;  // page 0 has a block (tmpfs allocates even to read a hole)
-  const std::string block(4096, 'f');
-  int ff = ::open(filler.c_str(), O_RDWR | O_CREAT, 0600);
-  while (::write(ff, block.data(), block.size()) > 0) {
-  }
-  if (errno != ENOSPC) return 12;
-  // Into a hole with no block left: enospc, and the map is not lost.
-  Error e = m.write(1 << 20, "x", 1);
-  if (e != Errc::enospc) return std::fprintf(stderr, "write into a hole: %s\n", std::string(e.name()).c_str()), 13;
-  char c = 1;
-  auto rd = m.read(0, &c, 1);
-  if (!rd || c != 'a') return std::fprintf(stderr, "read after: %s\n", rd ? "changed" : std::string(rd.error().name()).c_str()), 14;
-  // Space again: the same store lands, in the file.
-  ::close(ff);
-  ::unlink(filler.c_str());
-  e = m.write(1 << 20, "x", 1);
-  if (e) return std::fprintf(stderr, "write after space came back: %s\n", std::string(e.name()).c_str()), 15;
-  if (::pread(fd, &c, 1, 1 << 20) != 1 || c != 'x') return 16;
-  // A real truncation: sigbus, then truncated; the file back to its length:
-  // the map works again (and shows the file: zeros).
-  if (::ftruncate(fd, 0) != 0) return 17;
-  e = m.write(1 << 20, "y", 1);
-  if (e != Errc::sigbus) return std::fprintf(stderr, "write past the end: %s\n", std::string(e.name()).c_str()), 18;
-  rd = m.read(0, &c, 1);
-  if (rd || rd.error() != Errc::truncated) return 19;
-  if (m.write(0, "b", 1) != Errc::truncated) return 19;
-  if (::ftruncate(fd, 4 << 20) != 0) return 20;
-  c = 1;
-  rd = m.read(1 << 20, &c, 1);
-  if (!rd || c != 0) return 21;
-  if (m.write(1 << 20, "z", 1) || ::pread(fd, &c, 1, 1 << 20) != 1 || c != 'z') return 22;
-  ::close(fd);
-  return 0;
-}
-
-TEST(SystemFaults, AFullDiskUnderAHoleIsEnospcAndPasses) {
-  TempDir d;
-  const std::string mnt = d.file("mnt");
-  ASSERT_EQ(::mkdir(mnt.c_str(), 0700), 0);
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(full_disk_scenario(mnt));
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
-  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no mount namespace here (needs root or user namespaces)";
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "step " << WEXITSTATUS(status) << " of the scenario failed";
-}
-#endif
 
 }  // namespace
 }  // namespace emmap::test

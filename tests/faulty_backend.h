@@ -68,7 +68,6 @@ class FaultyBackend final : public MappingBackend {
     if (Error e = inject("stat_file")) return e;
     return real_->stat_file(fd);
   }
-  bool out_of_space(FileId fd) noexcept override { return real_->out_of_space(fd); }
   Error set_file_size(FileId fd, std::uint64_t s) noexcept override {
     if (Error e = inject("set_file_size")) return e;
     return real_->set_file_size(fd, s);

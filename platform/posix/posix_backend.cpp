@@ -5,7 +5,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -103,12 +102,6 @@ Result<FileStat> PosixBackend::stat_file(FileId fd) noexcept {
   out.size = st.st_size > 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
   out.regular = S_ISREG(st.st_mode);
   return out;
-}
-
-bool PosixBackend::out_of_space(FileId fd) noexcept {
-  struct statvfs sv {};
-  if (::fstatvfs(fd, &sv) != 0) return false;
-  return sv.f_bavail == 0 || sv.f_bfree == 0;
 }
 
 Error PosixBackend::check_file_size_limit(std::uint64_t size) noexcept {

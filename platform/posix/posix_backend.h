@@ -18,7 +18,6 @@ class PosixBackend : public MappingBackend {
   Result<FileId> open_file(const char* path, const FileOpen& how) noexcept override;
   Error close_file(FileId fd) noexcept override;
   Result<FileStat> stat_file(FileId fd) noexcept override;
-  bool out_of_space(FileId fd) noexcept override;
   Error set_file_size(FileId fd, std::uint64_t size) noexcept override;
   Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override;
   Error unlink(const char* path) noexcept override;
