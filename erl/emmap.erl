@@ -361,13 +361,24 @@ open_counters(File) -> open_counters(File, 1).
 %% existing file with fewer grows, one with more keeps its count. The header
 %% is checked: a file that is not a counter file raises
 %% `{emmap_counters, Reason}' and is left untouched.
+%%
+%% The map is opened at the size it needs (a live map is never resized, so
+%% this works where the backend cannot resize, darwin): a file with fewer
+%% counters is mapped again at the new length, which grows the file.
 -spec open_counters(file:name_all(), pos_integer()) -> counters().
 open_counters(File, N) when is_integer(N), N > 0, N =< 16#FFFFFFFF ->
     Size = ?CNT_HEADER + 8 * N,
     case open(File, 0, 0, [create, read, write, shared, fit, {size, Size}]) of
         {ok, Mem, #{size := Have}} ->
             case counters_header(Mem, Have, N) of
-                {ok, Count} -> #emmap_counters{mem = Mem, count = Count};
+                {ok, Count} ->
+                    #emmap_counters{mem = Mem, count = Count};
+                grow ->
+                    %% A second map of the new length grows the file (blocks
+                    %% reserved); the first one is no longer needed.
+                    Grown = open(File, 0, Size, [read, write, shared]),
+                    close(Mem),
+                    grow_counters(Grown, File, N);
                 {error, Reason} ->
                     close(Mem),
                     erlang:error({emmap_counters, Reason}, [File, N])
@@ -378,6 +389,7 @@ open_counters(File, N) when is_integer(N), N > 0, N =< 16#FFFFFFFF ->
 open_counters(File, N) ->
     erlang:error(badarg, [File, N]).
 
+%% {ok, Count}, grow (a counter file with fewer than N), or {error, Reason}.
 counters_header(Mem, Have, N) when Have >= ?CNT_HEADER ->
     case pread(Mem, 0, ?CNT_HEADER) of
         {ok, <<0:64, 0:64, 0:64, _:64>>} ->               % a new file
@@ -385,17 +397,12 @@ counters_header(Mem, Have, N) when Have >= ?CNT_HEADER ->
         {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native, Count:64/native, _:64>>}
           when Count > 0, ?CNT_HEADER + 8 * Count =< Have ->
             if Count >= N -> {ok, Count};
-               true -> grow_counters(Mem, N)
+               true -> grow
             end;
         {ok, <<"EMMAPCNT", V:64/native, _/binary>>} when V =/= ?CNT_VERSION ->
             {error, {version, V}};
         {ok, _} ->
             {error, bad_header};
-        {error, _} = E -> E
-    end;
-counters_header(Mem, 0, N) ->                               % an existing empty file
-    case resize(Mem, ?CNT_HEADER + 8 * N) of
-        {ok, _} -> init_counters(Mem, N);
         {error, _} = E -> E
     end;
 counters_header(_Mem, _Have, _N) ->
@@ -405,11 +412,33 @@ init_counters(Mem, N) ->
     ok = pwrite(Mem, 0, <<?CNT_MAGIC/binary, ?CNT_VERSION:64/native, N:64/native, 0:64>>),
     {ok, N}.
 
-grow_counters(Mem, N) ->
-    case resize(Mem, ?CNT_HEADER + 8 * N) of
-        {ok, _} ->
-            ok = patomic_write(Mem, 16, N),
-            {ok, N};
+%% The map covers N counters now; the count in the header goes up to N
+%% (never down: another process may have grown it further meanwhile). The
+%% handle serves the N counters it maps.
+grow_counters({ok, Mem, _}, File, N) ->
+    Raised = case pread(Mem, 0, 16) of
+                 {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native>>} -> raise_count(Mem, N);
+                 {ok, _} -> {error, bad_header};       % another file took the name meanwhile
+                 {error, _} = E -> E
+             end,
+    case Raised of
+        ok -> #emmap_counters{mem = Mem, count = N};
+        {error, Reason} ->
+            close(Mem),
+            erlang:error({emmap_counters, Reason}, [File, N])
+    end;
+grow_counters({error, Reason}, File, N) ->
+    erlang:error({emmap_counters, Reason}, [File, N]).
+
+raise_count(Mem, N) ->
+    case patomic_read_integer(Mem, 16) of
+        {ok, Count} when Count >= N -> ok;
+        {ok, Count} ->
+            case patomic_cas(Mem, 16, Count, N) of
+                {true, _} -> ok;
+                {false, _} -> raise_count(Mem, N);
+                {error, _} = E -> E
+            end;
         {error, _} = E -> E
     end.
 
