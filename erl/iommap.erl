@@ -65,28 +65,30 @@ open(_Path, _Mode, _Options) ->
 
 open_sized(Path, ModeOpts, Options, Size) ->
     %% In iommap `lock' means mlock; emmap's own `lock' is its access gate.
-    %% `fit' maps an existing file whole; a smaller one then grows to Size.
+    %% `fit' maps an existing file whole; a smaller one is then mapped again
+    %% at Size, which grows it (a live map is never resized: this works
+    %% where the backend cannot resize, darwin).
     Opts = [case O of lock -> mlock; _ -> O end || O <- Options, not is_size(O)],
     SizeOpt = [{size, Size} || Size > 0],
     case emmap:open(Path, 0, 0, ModeOpts ++ [fit | SizeOpt] ++ Opts) of
-        {ok, Mem, #{size := Mapped}} ->
-            H = handle_of(Mem),
-            case grow_to(H, Mapped, Size) of
-                ok -> {ok, H};
-                {error, _} = E ->
-                    emmap_nif:close(H),
-                    E
+        {ok, Mem, #{size := 0}} when Size =:= 0 ->
+            emmap_nif:close(handle_of(Mem)),
+            {error, einval};                    % an empty file and no size: nothing to map
+        {ok, Mem, #{size := Mapped}} when Mapped < Size, ModeOpts =:= [read] ->
+            emmap_nif:close(handle_of(Mem)),
+            {error, eacces};                    % growing the file needs write access
+        {ok, Mem, #{size := Mapped}} when Mapped < Size ->
+            %% The file exists now: neither create nor truncate again.
+            Again = [O || O <- Opts, O =/= create, O =/= truncate],
+            Grown = emmap:open(Path, 0, Size, ModeOpts ++ Again),
+            emmap_nif:close(handle_of(Mem)),
+            case Grown of
+                {ok, G, _} -> {ok, handle_of(G)};
+                {error, _} = E -> E
             end;
+        {ok, Mem, _} -> {ok, handle_of(Mem)};
         {error, _} = E -> E
     end.
-
-grow_to(_H, 0, 0) -> {error, einval};  % an empty file and no size: nothing to map
-grow_to(H, Mapped, Size) when Mapped < Size ->
-    case emmap_nif:resize(H, Size) of
-        {ok, _} -> ok;
-        {error, _} = E -> E
-    end;
-grow_to(_H, _Mapped, _Size) -> ok.
 
 %% @doc Closes the mapping; region binaries taken from it stay valid. A
 %% second close answers `{error, closed}'.
@@ -172,6 +174,8 @@ sync(H, async) -> emmap_nif:sync_async(H, undefined);
 sync(_H, _Mode) -> {error, badarg}.
 
 %% @doc Resizes the file and the mapping to `Size' bytes (at least 1).
+%% `{error, fixed_size}' where the backend cannot resize a live map
+%% (darwin): the map and the file stay as they were.
 -spec truncate(handle(), pos_integer()) -> ok | {error, term()}.
 truncate(H, Size) when is_integer(Size), Size > 0 ->
     case emmap_nif:resize(H, Size) of
