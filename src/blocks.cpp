@@ -101,7 +101,9 @@ Error init(Mapping& m, std::uint32_t block_size, Wait w) {
   if (m.size() < need) {
     if (m.closed()) return Errc::closed;
     auto g = m.ensure_size(need);
-    if (!g) return g.error();
+    // A map that cannot grow (fixed_size, or a backend without resize):
+    // no room for one slot, as store() says when every slot is taken.
+    if (!g) return g.error() == Errc::fixed_size ? Error(Errc::full) : g.error();
   }
   return m.with_map(
       [&](char* base, std::uint64_t size) -> Error {

@@ -34,11 +34,13 @@ inline constexpr std::uint64_t kEof = UINT64_MAX;  // scan/repair: nothing left
 // Formats an empty (all-zero) map, or checks an existing format. The map
 // grows to hold at least one slot. Errors: einval (block size 0 or larger
 // than 1 GiB, or different from the existing one), corrupt (not block
-// storage), eacces, closed, and resize errors.
+// storage), full (too small for one slot and cannot grow: fixed_size, or a
+// backend without resize), eacces, closed, and resize errors.
 Error init(Mapping& m, std::uint32_t block_size, Wait w = Wait::yes);
 
 // Stores `len` bytes in the lowest free slot; returns its address. Grows the
-// file when every slot is taken. Errors: full (fixed_size map), einval
+// file when every slot is taken. Errors: full (every slot taken and the map
+// cannot grow: fixed_size, or a backend without resize), einval
 // (len > block size), corrupt (not formatted), closed, ebusy (Wait::no).
 Result<std::uint64_t> store(Mapping& m, const void* data, std::size_t len, Wait w = Wait::yes);
 

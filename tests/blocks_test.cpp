@@ -98,6 +98,23 @@ TEST(Blocks, GrowsWhenFullUnlessFixedSize) {
   }
 }
 
+
+// A map too small for one slot that cannot grow is full, as a store into
+// a full one is: fixed_size on every backend, any map on darwin.
+TEST(Blocks, InitOfAMapTooSmallThatCannotGrowIsFull) {
+  TempDir d;
+  auto f = fresh(d, "small", 64, true);
+  EXPECT_EQ(blocks::init(*f, 8), Errc::full);
+  EXPECT_EQ(f->size(), 64u);
+  auto n = fresh(d, "small-growable", 64);
+  if (make_backend()->capabilities().resize) {
+    ASSERT_EQ(blocks::init(*n, 8), Error());
+    EXPECT_GE(n->size(), 64u + 16);
+  } else {
+    EXPECT_EQ(blocks::init(*n, 8), Errc::full);
+    EXPECT_EQ(n->size(), 64u);
+  }
+}
 TEST(Blocks, PersistsAndRefusesForeignData) {
   TempDir d;
   {
