@@ -6,12 +6,44 @@
 -include_lib("eunit/include/eunit.hrl").
 
 %% Run inside child VMs.
--export([worker/5, big_push/1, pop_report/2]).
+-export([worker/5, big_push/1, pop_report/2, push_waiting/2]).
 
 tmp(Name) ->
     Dir = case os:getenv("TMPDIR") of false -> "/tmp"; "" -> "/tmp"; D -> D end,
     filename:join(Dir, lists:flatten(io_lib:format("emmap-queue-~s-~p-~s",
                                                    [Name, erlang:unique_integer([positive]), os:getpid()]))).
+
+%% Whether a queue can grow. darwin cannot resize a live map (README.md,
+%% "Backends"): there a queue holds what its file holds and then answers
+%% {error, full}, as a fixed_size queue does everywhere, and the tests
+%% assert that where other backends grow.
+grows() ->
+    case get(emmap_test_grows) of
+        undefined ->
+            {ok, M, _} = emmap:open("", 0, 4096, [anon, read, write]),
+            #{backend := B} = emmap:info(M),
+            ok = emmap:close(M),
+            put(emmap_test_grows, B =/= darwin),
+            B =/= darwin;
+        G -> G
+    end.
+
+%% A producer's push: where the queue cannot grow (darwin) a full queue
+%% is waited out (consumers make room); elsewhere every push succeeds at once.
+push_waiting(Q, Item) ->
+    case emmap_queue:push(Q, Item) of
+        ok -> ok;
+        {error, full} = Full ->
+            grows() andalso erlang:error(Full),
+            timer:sleep(1),
+            push_waiting(Q, Item)
+    end.
+
+%% The number of leading `ok's; the rest must all be {error, full}.
+oks_then_full(Results) ->
+    N = length(lists:takewhile(fun(R) -> R =:= ok end, Results)),
+    ?assertEqual(lists:duplicate(length(Results) - N, {error, full}), lists:nthtail(N, Results)),
+    N.
 
 %%% ---------------------------------------------------------------------------
 %%% The reference README's examples, as written
@@ -87,12 +119,22 @@ api_test() ->
 reopen_keeps_order_test() ->
     F = tmp("reopen"),
     {ok, Q} = emmap_queue:open(F, 4096, []),
-    [ok = emmap_queue:push(Q, {n, N}) || N <- lists:seq(1, 1000)],     % grows past 4096
-    [{n, N} = emmap_queue:pop(Q) || N <- lists:seq(1, 400)],
+    Pushed = oks_then_full([emmap_queue:push(Q, {n, N}) || N <- lists:seq(1, 1000)]),
+    case grows() of
+        true ->
+            ?assertEqual(1000, Pushed);                                  % grows past 4096
+        false ->
+            %% darwin: the 4 KiB ring holds what fits, then full; nothing grew
+            ?assert(Pushed >= 50 andalso Pushed < 1000),
+            ?assertEqual(4096 + 4096, filelib:file_size(F))
+    end,
+    Popped = min(400, Pushed div 2),
+    [{n, N} = emmap_queue:pop(Q) || N <- lists:seq(1, Popped)],
     ok = emmap_queue:close(Q),
     {ok, Q2} = emmap_queue:open(F, 4096, []),
-    ?assertEqual(600, emmap_queue:length(Q2)),
-    ?assertEqual([{n, N} || N <- lists:seq(401, 1000)], [emmap_queue:pop(Q2) || _ <- lists:seq(401, 1000)]),
+    ?assertEqual(Pushed - Popped, emmap_queue:length(Q2)),
+    Kept = lists:seq(Popped + 1, Pushed),
+    ?assertEqual([{n, N} || N <- Kept], [emmap_queue:pop(Q2) || _ <- Kept]),
     ?assertEqual(nil, emmap_queue:pop(Q2)),
     ok = emmap_queue:close(Q2),
     file:delete(F).
@@ -108,9 +150,17 @@ fixed_size_and_purge_test() ->
     ok = emmap_queue:close(Q),
     G = tmp("purge"),
     {ok, P} = emmap_queue:open(G, 4096, []),
-    [ok = emmap_queue:push(P, binary:copy(<<"y">>, 1000)) || _ <- lists:seq(1, 200)],
-    ?assert(filelib:file_size(G) > 100000),
-    [_ = emmap_queue:pop_and_purge(P) || _ <- lists:seq(1, 200)],
+    Pushed = oks_then_full([emmap_queue:push(P, binary:copy(<<"y">>, 1000)) || _ <- lists:seq(1, 200)]),
+    case grows() of
+        true ->
+            ?assertEqual(200, Pushed),
+            ?assert(filelib:file_size(G) > 100000);
+        false ->
+            %% darwin: without fixed_size too, a queue that cannot grow is full
+            ?assertEqual(4, Pushed),                 % 4 records of 1000 bytes in 4 KiB
+            ?assertEqual(4096 + 4096, filelib:file_size(G))
+    end,
+    [_ = emmap_queue:pop_and_purge(P) || _ <- lists:seq(1, Pushed)],
     ?assertEqual(nil, emmap_queue:pop_and_purge(P)),
     ?assertEqual(4096 + 4096, filelib:file_size(G)),
     ok = emmap_queue:close(P),
@@ -121,12 +171,27 @@ kept_short_stays_small_test_() ->
         F = tmp("short"),
         {ok, Q} = emmap_queue:open(F, 65536, []),
         Item = binary:copy(<<"z">>, 200),
+        Grows = grows(),
+        Push = fun() ->
+                       case emmap_queue:push(Q, Item) of
+                           ok -> ok;
+                           {error, full} when not Grows ->
+                               %% darwin: full only when it is: the free space
+                               %% (at most two pieces, around the wrap) cannot
+                               %% take a 232-byte record
+                               #{used := Used, capacity := Cap} = emmap_queue:info(Q),
+                               ?assert(Used + 2 * 232 > Cap),
+                               drain(Q),
+                               ok = emmap_queue:push(Q, Item)
+                       end
+               end,
         lists:foreach(fun(I) ->
-                              ok = emmap_queue:push(Q, Item),
+                              ok = Push(),
                               case I rem 3 of 2 -> ok; _ -> Item = emmap_queue:pop(Q) end,
                               case I rem 1000 of 999 -> drain(Q); _ -> ok end
                       end, lists:seq(1, 50000)),
         ?assert(filelib:file_size(F) =< 4 bsl 20),
+        Grows orelse ?assertEqual(4096 + 65536, filelib:file_size(F)),
         ok = emmap_queue:close(Q),
         file:delete(F)
     end}.
@@ -243,14 +308,18 @@ kill9_round(Round) ->
     F = tmp("kill" ++ integer_to_list(Round)),
     Acks = F ++ "-acks",
     Pops = F ++ "-pops",
-    %% 1. A producer VM, killed while pushing (and growing: the ring starts at 4 KiB).
+    %% 1. A producer VM, killed while pushing (and growing: the ring starts at
+    %% 4 KiB). darwin cannot grow a queue: there the ring starts with room
+    %% for more than the producer pushes before the kill (about 10 MiB), and
+    %% a full one is waited out rather than pushed into.
+    Ring = case grows() of true -> 4096; false -> 64 bsl 20 end,
     Producer = lists:flatten(io_lib:format(
         "io:format(\"pid:~~s~~n\", [os:getpid()]),"
         "{ok, Log} = file:open(~p, [raw, write, binary]),"
-        "{ok, Q} = emmap_queue:open(~p, 4096, []),"
-        "L = fun Loop(N) -> ok = emmap_queue:push(Q, {item, N, binary:copy(<<\"p\">>, N rem 700)}),"
+        "{ok, Q} = emmap_queue:open(~p, ~p, []),"
+        "L = fun Loop(N) -> ok = emmap_queue_tests:push_waiting(Q, {item, N, binary:copy(<<\"p\">>, N rem 700)}),"
         "                   ok = file:write(Log, [integer_to_list(N), $\\n]), Loop(N + 1) end,"
-        "L(1).", [Acks, F])),
+        "L(1).", [Acks, F, Ring])),
     Acked = run_and_kill(Producer, Acks, 300),
     ?assertEqual(lists:seq(1, length(Acked)), Acked),
     %% 2. A consumer VM, killed while popping.
@@ -295,7 +364,7 @@ two_producers_two_consumers() ->
         {ok, Q} = emmap_queue:open(F, 4096, []),
         Producer = fun(P) -> lists:flatten(io_lib:format(
             "{ok, Q} = emmap_queue:open(~p, 4096, []),"
-            "[ok = emmap_queue:push(Q, {~p, I}) || I <- lists:seq(1, ~p)],"
+            "[ok = emmap_queue_tests:push_waiting(Q, {~p, I}) || I <- lists:seq(1, ~p)],"
             "halt(0).", [F, P, N])) end,
         Consumer = fun(C) -> lists:flatten(io_lib:format(
             "{ok, Q} = emmap_queue:open(~p, 4096, []),"
@@ -308,8 +377,8 @@ two_producers_two_consumers() ->
         Ps = [vm(Producer(P)) || P <- [1, 2]],
         Cs = [vm(Consumer(C)) || C <- [1, 2]],
         [?assertEqual([], collect(P, [])) || P <- Ps],
-        ok = emmap_queue:push(Q, stop),
-        ok = emmap_queue:push(Q, stop),
+        ok = push_waiting(Q, stop),
+        ok = push_waiting(Q, stop),
         [?assertEqual([], collect(C, [])) || C <- Cs],
         Outs = [begin
                     {ok, B} = file:read_file(F ++ "-out" ++ integer_to_list(C)),
@@ -337,18 +406,41 @@ two_handles_never_act_on_a_stale_size_test() ->
     {ok, A} = emmap_queue:open(F, 4096, []),
     {ok, B} = emmap_queue:open(F, 4096, []),
     Item = fun(I) -> {n, I, binary:copy(<<"x">>, 100)} end,
+    case grows() of
+        true -> stale_size(F, A, B, Item);
+        false -> stale_size_fixed(F, A, B, Item)
+    end,
+    ok = emmap_queue:push(B, last),
+    ?assertEqual(last, emmap_queue:pop(A)),
+    ok = emmap_queue:close(A),
+    ok = emmap_queue:close(B),
+    file:delete(F).
+
+stale_size(F, A, B, Item) ->
     [ok = emmap_queue:push(B, Item(I)) || I <- lists:seq(1, 100)],
     ?assertEqual([Item(I) || I <- lists:seq(1, 100)], drain_with(A, fun emmap_queue:pop_and_purge/1)),
     ?assertEqual(4096 + 4096, filelib:file_size(F)),
     [ok = emmap_queue:push(B, Item(I)) || I <- lists:seq(101, 130)],
     ?assertEqual([Item(I) || I <- lists:seq(101, 110)], [emmap_queue:pop(A) || _ <- lists:seq(1, 10)]),
     ?assertEqual([ok], lists:usort([emmap_queue:push(B, Item(I)) || I <- lists:seq(200, 260)])),
-    ?assertEqual([Item(I) || I <- lists:seq(111, 130) ++ lists:seq(200, 260)], drain_with(B, fun emmap_queue:pop/1)),
-    ok = emmap_queue:push(B, last),
-    ?assertEqual(last, emmap_queue:pop(A)),
-    ok = emmap_queue:close(A),
-    ok = emmap_queue:close(B),
-    file:delete(F).
+    ?assertEqual([Item(I) || I <- lists:seq(111, 130) ++ lists:seq(200, 260)], drain_with(B, fun emmap_queue:pop/1)).
+
+%% darwin: neither map ever changes size. B fills the ring until full, A
+%% drains it (pop_and_purge has nothing to give back), B wraps around
+%% behind A's pops until full again; nothing acknowledged is lost.
+stale_size_fixed(F, A, B, Item) ->
+    K = oks_then_full([emmap_queue:push(B, Item(I)) || I <- lists:seq(1, 100)]),
+    ?assert(K >= 20 andalso K < 100),
+    ?assertEqual([Item(I) || I <- lists:seq(1, K)], drain_with(A, fun emmap_queue:pop_and_purge/1)),
+    ?assertEqual(4096 + 4096, filelib:file_size(F)),
+    Half = K div 2,
+    [ok = emmap_queue:push(B, Item(I)) || I <- lists:seq(101, 100 + Half)],
+    ?assertEqual([Item(I) || I <- lists:seq(101, 110)], [emmap_queue:pop(A) || _ <- lists:seq(1, 10)]),
+    K2 = oks_then_full([emmap_queue:push(B, Item(I)) || I <- lists:seq(200, 260)]),
+    ?assert(K2 >= 10),
+    ?assertEqual([Item(I) || I <- lists:seq(111, 100 + Half) ++ lists:seq(200, 199 + K2)],
+                 drain_with(B, fun emmap_queue:pop/1)),
+    ?assertEqual(4096 + 4096, filelib:file_size(F)).
 
 drain_with(Q, Pop) ->
     case Pop(Q) of
@@ -385,9 +477,16 @@ work1(Q, Log, Id, Seq, Ops, Stop) ->
     case rand:uniform(100) of
         R when R =< 55 ->
             Size = case rand:uniform(20) of 1 -> 5000 + rand:uniform(20000); _ -> rand:uniform(300) end,
-            ok = emmap_queue:push(Q, {Id, Seq, binary:copy(<<"w">>, Size)}),
-            ok = file:write(Log, ["p ", integer_to_list(Seq), $\n]),
-            work(Q, Log, Id, Seq + 1, Ops - 1, Stop);
+            case emmap_queue:push(Q, {Id, Seq, binary:copy(<<"w">>, Size)}) of
+                ok ->
+                    ok = file:write(Log, ["p ", integer_to_list(Seq), $\n]),
+                    work(Q, Log, Id, Seq + 1, Ops - 1, Stop);
+                {error, full} ->
+                    %% darwin only: the queue cannot grow, the item is not
+                    %% in it (nothing logged, the next push reuses Seq)
+                    false = grows(),
+                    work(Q, Log, Id, Seq, Ops - 1, Stop)
+            end;
         R when R =< 97 ->
             Pop = case R =< 90 of true -> pop; false -> pop_and_purge end,
             pop_logged(Q, Log, Pop),
@@ -574,7 +673,10 @@ big_push(File) ->
 kill_holder_round(Round) ->
     F = tmp("holder" ++ integer_to_list(Round)),
     ok = file:write_file(F ++ "-stop", <<>>),
-    {ok, Q} = emmap_queue:open(F, 4096, []),
+    %% darwin cannot grow the queue for the 64 MiB item: its ring is made
+    %% large enough up front (the VMs open the existing file as it is).
+    Ring = case grows() of true -> 4096; false -> 160 bsl 20 end,
+    {ok, Q} = emmap_queue:open(F, Ring, []),
     Ids = [1, 2],
     Workers = [vm(worker_eval(F, Id, 20000, Round)) || Id <- Ids],
     [wait_line(P, "ready") || P <- Workers],
@@ -813,7 +915,10 @@ try_pop_claims_the_head_test() ->
 try_pop_many_consumers_test_() ->
     {timeout, 120, fun() ->
         F = tmp("claims"),
-        {ok, Q1} = emmap_queue:open(F, 4096, []),
+        %% Every item is pushed before the consumers start: on darwin, where
+        %% the queue cannot grow, the ring must hold them all (80 KB).
+        Ring = case grows() of true -> 4096; false -> 128 bsl 10 end,
+        {ok, Q1} = emmap_queue:open(F, Ring, []),
         {ok, Q2} = emmap_queue:open(F, 4096, []),
         N = 2000,
         [ok = emmap_queue:push(Q1, I) || I <- lists:seq(1, N)],
