@@ -92,6 +92,8 @@ close(Mem) ->
     end.
 
 %% @doc `#{size, path, mode, options, backend, ignored, position}'.
+%% `backend' is the OS backend of this build: `linux', `darwin' (no resize
+%% of a live map: `{error, fixed_size}') or `bsd'; README.md, "Backends".
 -spec info(mmap_file()) -> map() | {error, closed}.
 info(Mem) ->
     case emmap_nif:info(res(Mem)) of
