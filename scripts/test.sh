@@ -15,9 +15,24 @@
 #   as a dependency  fresh rebar3 and mix apps that depend on this checkout
 #                  (git URL, _checkouts, path), a release, the Elixir example,
 #                  rebar3 eunit / dialyzer / edoc (scripts/test-as-dependency.sh)
-# Ends with one line "emmap: N passed, N failed"; exits non-zero on failure.
+# Prints each stage's wall time, then ends with one line
+# "emmap: N passed, N failed"; exits non-zero on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# begin NAME: ends the running stage (its wall time is noted) and starts
+# NAME; `begin ""` only ends.
+stage_times=()
+stage_name=""
+stage_start=$SECONDS
+begin() {
+  [ -n "$stage_name" ] && stage_times+=("$stage_name: $((SECONDS - stage_start)) s")
+  stage_name=$1
+  stage_start=$SECONDS
+  [ -z "$1" ] || echo "=== $1 ==="
+}
+
+begin "dependencies"
 EMMAP_DEPS=test bash scripts/deps.sh || exit 1
 
 passed=0
@@ -50,7 +65,7 @@ stage() {
   while (($#)) && [ "$1" != "--" ]; do setup+=("$1"); shift; done
   (($#)) && shift
   testargs=("$@")
-  echo "=== $name ==="
+  begin "$name"
   if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "${setup[@]}" >/dev/null || { failures+=("$name: setup"); failed=$((failed + 1)); return; }
   else
@@ -73,11 +88,11 @@ stage "address+undefined sanitizers" build-asan -Dos_backend=linux -Db_sanitize=
 stage "darwin backend" build-darwin -Dos_backend=darwin -Dbenchmarks=disabled -Derlang=enabled
 stage "bsd backend" build-bsd -Dos_backend=bsd -Dbenchmarks=disabled -Derlang=enabled
 
-echo "=== valgrind ==="
+begin "valgrind"
 meson test -C build --setup valgrind --suite core --print-errorlogs || failures+=("valgrind")
 count build valgrind
 
-echo "=== install + pkg-config ==="
+begin "install + pkg-config"
 if bash scripts/check-install.sh build; then
   passed=$((passed + 1))
 else
@@ -85,7 +100,7 @@ else
   failed=$((failed + 1))
 fi
 
-echo "=== as a dependency ==="
+begin "as a dependency"
 dep_log=$(mktemp)
 bash scripts/test-as-dependency.sh 2>&1 | tee "$dep_log"
 dep_out=$(tail -1 "$dep_log")
@@ -99,6 +114,8 @@ else
   failed=$((failed + 1))
 fi
 
+begin ""
+printf 'time %s\n' "${stage_times[@]}" "total: $SECONDS s"
 ((${#failures[@]})) && printf 'failed stage: %s\n' "${failures[@]}"
 echo "emmap: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
