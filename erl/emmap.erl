@@ -369,12 +369,25 @@ open_counters(File) -> open_counters(File, 1).
 %% counters is mapped again at the new length, which grows the file.
 -spec open_counters(file:name_all(), pos_integer()) -> counters().
 open_counters(File, N) when is_integer(N), N > 0, N =< 16#FFFFFFFF ->
+    open_counters(File, N, 5);
+open_counters(File, N) ->
+    erlang:error(badarg, [File, N]).
+
+open_counters(File, N, Tries) ->
     Size = ?CNT_HEADER + 8 * N,
     case open(File, 0, 0, [create, read, write, shared, fit, {size, Size}]) of
         {ok, Mem, #{size := Have}} ->
             case counters_header(Mem, Have, N) of
                 {ok, Count} ->
                     #emmap_counters{mem = Mem, count = Count};
+                short when Tries > 0 ->
+                    %% Another process grew the file (then the count) after
+                    %% this one mapped it: map it again.
+                    close(Mem),
+                    open_counters(File, N, Tries - 1);
+                short ->
+                    close(Mem),
+                    erlang:error({emmap_counters, bad_header}, [File, N]);
                 grow ->
                     %% A second map of the new length grows the file (blocks
                     %% reserved); the first one is no longer needed.
@@ -387,11 +400,11 @@ open_counters(File, N) when is_integer(N), N > 0, N =< 16#FFFFFFFF ->
             end;
         {error, Reason} ->
             erlang:error({emmap_counters, Reason}, [File, N])
-    end;
-open_counters(File, N) ->
-    erlang:error(badarg, [File, N]).
+    end.
 
-%% {ok, Count}, grow (a counter file with fewer than N), or {error, Reason}.
+%% {ok, Count}; grow (a counter file with fewer than N); short (a count
+%% the map does not cover: the file grew after it was mapped, or a damaged
+%% header); or {error, Reason}.
 counters_header(Mem, Have, N) when Have >= ?CNT_HEADER ->
     case pread(Mem, 0, ?CNT_HEADER) of
         {ok, <<0:64, 0:64, 0:64, _:64>>} ->               % a new file
@@ -401,6 +414,8 @@ counters_header(Mem, Have, N) when Have >= ?CNT_HEADER ->
             if Count >= N -> {ok, Count};
                true -> grow
             end;
+        {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native, Count:64/native, _:64>>} when Count > 0 ->
+            short;
         {ok, <<"EMMAPCNT", V:64/native, _/binary>>} when V =/= ?CNT_VERSION ->
             {error, {version, V}};
         {ok, _} ->
