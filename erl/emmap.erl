@@ -369,25 +369,12 @@ open_counters(File) -> open_counters(File, 1).
 %% counters is mapped again at the new length, which grows the file.
 -spec open_counters(file:name_all(), pos_integer()) -> counters().
 open_counters(File, N) when is_integer(N), N > 0, N =< 16#FFFFFFFF ->
-    open_counters(File, N, 5);
-open_counters(File, N) ->
-    erlang:error(badarg, [File, N]).
-
-open_counters(File, N, Tries) ->
     Size = ?CNT_HEADER + 8 * N,
     case open(File, 0, 0, [create, read, write, shared, fit, {size, Size}]) of
         {ok, Mem, #{size := Have}} ->
-            case counters_header(Mem, Have, N) of
+            case counters_header(File, Mem, Have, N) of
                 {ok, Count} ->
                     #emmap_counters{mem = Mem, count = Count};
-                short when Tries > 0 ->
-                    %% Another process grew the file (then the count) after
-                    %% this one mapped it: map it again.
-                    close(Mem),
-                    open_counters(File, N, Tries - 1);
-                short ->
-                    close(Mem),
-                    erlang:error({emmap_counters, bad_header}, [File, N]);
                 grow ->
                     %% A second map of the new length grows the file (blocks
                     %% reserved); the first one is no longer needed.
@@ -400,49 +387,80 @@ open_counters(File, N, Tries) ->
             end;
         {error, Reason} ->
             erlang:error({emmap_counters, Reason}, [File, N])
-    end.
+    end;
+open_counters(File, N) ->
+    erlang:error(badarg, [File, N]).
 
-%% {ok, Count}; grow (a counter file with fewer than N); short (a count
-%% the map does not cover: the file grew after it was mapped, or a damaged
-%% header); or {error, Reason}.
-counters_header(Mem, Have, N) when Have >= ?CNT_HEADER ->
+%% What the header says, for N counters in a map of Have bytes:
+%% {ok, Count} (the handle serves Count counters); grow (a counter file
+%% with fewer than N, or a new file shorter than N need: the file is mapped
+%% again at the new length, and init there); or {error, Reason}.
+%%
+%% A header with no count yet is a new file, or one another opener (or a
+%% crash) left before its count: every opener initialises it the same way
+%% (init_counters/2), so they agree.
+%%
+%% The count is raised only after the file covers it, so a count the map
+%% does not cover is a file another process grew after this one mapped it,
+%% unless the file itself is shorter: a damaged header.
+counters_header(File, Mem, Have, N) when Have >= ?CNT_HEADER ->
+    Covered = (Have - ?CNT_HEADER) div 8,
     case pread(Mem, 0, ?CNT_HEADER) of
-        {ok, <<0:64, 0:64, 0:64, _:64>>} ->               % a new file
-            init_counters(Mem, N);
-        {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native, Count:64/native, _:64>>}
-          when Count > 0, ?CNT_HEADER + 8 * Count =< Have ->
-            if Count >= N -> {ok, Count};
+        {ok, <<Magic:8/binary, V:64/native, 0:64, _:64>>}
+          when (Magic =:= ?CNT_MAGIC orelse Magic =:= <<0:64>>), (V =:= ?CNT_VERSION orelse V =:= 0) ->
+            if Covered >= N -> init_counters(Mem, N);       % a new file
                true -> grow
             end;
-        {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native, Count:64/native, _:64>>} when Count > 0 ->
-            short;
-        {ok, <<"EMMAPCNT", V:64/native, _/binary>>} when V =/= ?CNT_VERSION ->
+        {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native, Count:64/native, _:64>>} ->
+            case file_covers(File, ?CNT_HEADER + 8 * Count) of
+                false -> {error, bad_header};
+                true when Count >= N, Covered >= N -> {ok, min(Count, Covered)};
+                true -> grow                                % raise the count to N, or map it all
+            end;
+        {ok, <<"EMMAPCNT", V:64/native, _/binary>>} ->
             {error, {version, V}};
         {ok, _} ->
             {error, bad_header};
         {error, _} = E -> E
     end;
-counters_header(_Mem, _Have, _N) ->
+counters_header(_File, _Mem, _Have, _N) ->
     {error, bad_header}.
 
-init_counters(Mem, N) ->
-    ok = pwrite(Mem, 0, <<?CNT_MAGIC/binary, ?CNT_VERSION:64/native, N:64/native, 0:64>>),
-    {ok, N}.
+file_covers(File, Bytes) ->
+    case file:read_file_info(File) of
+        {ok, #file_info{size = S}} -> S >= Bytes;
+        {error, _} -> false
+    end.
 
-%% The map covers N counters now; the count in the header goes up to N
-%% (never down: another process may have grown it further meanwhile). The
-%% handle serves the N counters it maps.
+%% A new file: version, magic (the same words from every opener, each one
+%% 8-byte store), then the count raised from zero, so a header is never
+%% seen with a count before its magic. Openers creating the file at once
+%% agree.
+init_counters(Mem, N) ->
+    <<Magic:64/native>> = ?CNT_MAGIC,
+    ok = patomic_write_integer(Mem, 8, ?CNT_VERSION),
+    ok = patomic_write_integer(Mem, 0, Magic),
+    case raise_count(Mem, N) of
+        ok -> {ok, N};
+        {error, _} = E -> E
+    end.
+
+%% The map covers N counters now; a new file gets its header, and the count
+%% goes up to N (never down: another process may have grown it further
+%% meanwhile). The handle serves the N counters it maps.
 grow_counters({ok, Mem, _}, File, N) ->
     Raised = case pread(Mem, 0, 16) of
-                 {ok, <<"EMMAPCNT", ?CNT_VERSION:64/native>>} -> raise_count(Mem, N);
+                 {ok, <<M:8/binary, V:64/native>>}
+                   when (M =:= ?CNT_MAGIC orelse M =:= <<0:64>>), (V =:= ?CNT_VERSION orelse V =:= 0) ->
+                     init_counters(Mem, N);             % raises the count, never lowers it
                  {ok, _} -> {error, bad_header};       % another file took the name meanwhile
                  {error, _} = E -> E
              end,
     case Raised of
-        ok -> #emmap_counters{mem = Mem, count = N};
         {error, Reason} ->
             close(Mem),
-            erlang:error({emmap_counters, Reason}, [File, N])
+            erlang:error({emmap_counters, Reason}, [File, N]);
+        _ -> #emmap_counters{mem = Mem, count = N}
     end;
 grow_counters({error, Reason}, File, N) ->
     erlang:error({emmap_counters, Reason}, [File, N]).

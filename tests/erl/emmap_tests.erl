@@ -801,6 +801,30 @@ counters_bad_file_test() ->
     ?assertError(badarg, emmap:read_counter(not_counters, 0)),
     file:delete(F).
 
+%% A header with no count yet (a crash right after the file was made, or
+%% another opener between its magic and its count) is a new file: the open
+%% grows it to what it needs and initialises it. A count the file does not
+%% cover is a damaged header, and the file is left as it is.
+counters_unfinished_and_damaged_headers_test() ->
+    F = tmp("cnthdr"),
+    ok = file:write_file(F, <<0:320>>),                             % 40 zero bytes, room for 1 counter
+    C = emmap:open_counters(F, 10),
+    ?assertEqual(0, emmap:inc_counter(C, 9)),
+    ok = emmap:close_counters(C),
+    ?assertEqual(32 + 8 * 10, filelib:file_size(F)),
+    C2 = emmap:open_counters(F, 1),
+    ?assertEqual(1, emmap:read_counter(C2, 9)),
+    ok = emmap:close_counters(C2),
+    ok = file:write_file(F, <<"EMMAPCNT", 1:64/native, 0:64, 0:64, 0:64, 0:64>>),   % magic, no count
+    C3 = emmap:open_counters(F, 2),
+    ?assertEqual(0, emmap:inc_counter(C3, 1)),
+    ok = emmap:close_counters(C3),
+    Damaged = <<"EMMAPCNT", 1:64/native, 1000:64/native, 0:64, 0:64>>,
+    ok = file:write_file(F, Damaged),
+    ?assertError({emmap_counters, bad_header}, emmap:open_counters(F, 1)),
+    ?assertEqual({ok, Damaged}, file:read_file(F)),
+    file:delete(F).
+
 %%% ---------------------------------------------------------------------------
 %%% Resource hygiene
 %%% ---------------------------------------------------------------------------
