@@ -1,6 +1,5 @@
 #include "ext_size.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -194,11 +193,12 @@ std::optional<std::size_t> decoded_bytes(const unsigned char* ext, std::size_t l
 std::optional<std::size_t> compressed_decoded_bytes(const unsigned char* ext, std::size_t len) noexcept {
   if (len < 6 || ext[0] != 131 || ext[1] != 80) return std::nullopt;
   const std::size_t u = std::size_t{ext[2]} << 24 | std::size_t{ext[3]} << 16 | std::size_t{ext[4]} << 8 | ext[5];
-  // A remote id takes 10 bytes of input at least (NEW_REFERENCE_EXT with an
-  // empty node name and one id word): its cost per byte bounds every other
-  // tag's 16. Coarse (112 bytes a byte), for an option few use.
-  const std::size_t per_byte = std::max<std::size_t>(16, kRemoteIdWords * kWord / 10 + 1);
-  return u * per_byte + 4096;
+  // No tag takes more than 16 bytes of heap per byte of input (a STRING_EXT
+  // list) except remote pids, ports and references with their node table
+  // entries, which are left out here: counting them (112 bytes a byte)
+  // would refuse large compressed items that fit (a probe past RAM + swap
+  // fails under the kernel's default overcommit).
+  return u * 16 + 4096;
 }
 
 bool can_allocate(std::size_t bytes) noexcept {

@@ -21,10 +21,9 @@ namespace emmap::nif {
 std::optional<std::size_t> decoded_bytes(const unsigned char* ext, std::size_t len) noexcept;
 
 // For a compressed term (131, 80, UncompressedSize, zlib data), which this
-// walker cannot read without inflating it: a bound from the uncompressed
-// size alone (no term takes more than 16 bytes per byte of input but remote
-// pids, ports and references, counted as in decoded_bytes). nullopt when it
-// is not a compressed term.
+// walker cannot read without inflating it: 16 bytes per uncompressed byte
+// (the most any tag takes, remote pids, ports and references' node table
+// entries left out). nullopt when it is not a compressed term.
 std::optional<std::size_t> compressed_decoded_bytes(const unsigned char* ext, std::size_t len) noexcept;
 
 // True when `bytes` could be allocated right now (one allocation, freed at

@@ -12,17 +12,14 @@
 //   a view taken before (a zero-copy binary's pointer) still reads its
 //   bytes, or zeros past a shrink, and never crashes the process;
 //   no descriptor leaks.
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cctype>
 #include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "faulty_backend.h"
 #include "test_util.h"
