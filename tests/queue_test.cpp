@@ -58,6 +58,20 @@ std::optional<std::string> pop(queue::Queue& q, bool peek = false, bool purge = 
   return (*r)->data;
 }
 
+// In a forked child: takes the queue's lock the way a push does (a map of
+// its own, as another program would), or exits 2 (no map) or 3 (no lock).
+// Returns holding it; the map stays (leaked on purpose) for the child's life.
+void hold_queue_lock(const std::string& f) {
+  OpenOptions o;
+  o.write = true;
+  auto r = Mapping::open(f, 0, 0, o);
+  if (!r) ::_exit(2);
+  auto pin = r->mapping->pin();
+  auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
+  if (!st || *st != LockState::acquired) ::_exit(3);
+  new std::shared_ptr<Mapping>(r->mapping);  // never unmapped while the child lives
+}
+
 TEST(Queue, FifoOrderPeekLength) {
   TempDir d;
   auto m = open_queue_file(d.file("q"), 4096);
@@ -266,13 +280,7 @@ TEST(Queue, AHolderKilledWithTheLockDoesNotStallOthers) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     // Take the queue's lock the way a push does, then die holding it.
-    OpenOptions o;
-    o.write = true;
-    auto r = Mapping::open(d.file("dead"), 0, 0, o);
-    if (!r) ::_exit(2);
-    auto pin = r->mapping->pin();
-    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
-    if (!st || *st != LockState::acquired) ::_exit(3);
+    hold_queue_lock(d.file("dead"));
     ::kill(::getpid(), SIGKILL);
   }
   const int status = kids.wait(child);
@@ -421,13 +429,7 @@ TEST(Queue, ALockTakenFromADeadHolderStaysUsableAfterAnEarlyReturn) {
   const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    OpenOptions o;
-    o.write = true;
-    auto r = Mapping::open(f, 0, 0, o);
-    if (!r) ::_exit(2);
-    auto pin = r->mapping->pin();
-    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
-    if (!st || *st != LockState::acquired) ::_exit(3);
+    hold_queue_lock(f);
     ::kill(::getpid(), SIGKILL);
   }
   int status = kids.wait(child);
@@ -601,13 +603,7 @@ TEST(Queue, ABriefWaitForAStuckHolderIsBounded) {
   const pid_t child = kids.fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    OpenOptions o;
-    o.write = true;
-    auto r = Mapping::open(f, 0, 0, o);
-    if (!r) ::_exit(2);
-    auto pin = r->mapping->pin();
-    auto st = make_backend()->shared_lock_acquire((*pin)->base() + queue::kLockOffset, MappingBackend::kForever);
-    if (!st || *st != LockState::acquired) ::_exit(3);
+    hold_queue_lock(f);
     (void)!::write(ready[1], "r", 1);
     for (;;) ::pause();  // holds it, alive, making no progress
   }
