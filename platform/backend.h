@@ -119,8 +119,14 @@ class MappingBackend {
   // Sets the file length (ftruncate). Errors: efbig (beyond RLIMIT_FSIZE or the
   // file system's limit; checked first, so no SIGXFSZ is raised), einval, eio, erofs.
   virtual Error set_file_size(FileId fd, std::uint64_t size) noexcept = 0;
-  // Reserves disk blocks for [offset, offset+len) and extends the file to
-  // cover it, so later stores through the map cannot fail for lack of space.
+  // Makes the file at least offset+len long, with disk blocks for
+  // [offset, offset+len), so later stores through the map cannot fail for
+  // lack of space: the range past the end, and holes inside the file where
+  // the OS can fill them without writing (Linux fallocate, posix_fallocate).
+  // Never lowers the length, and length changes by emmap handles in every
+  // process are serialised (set_file_size too), so two growers never undo
+  // each other. On failure the length is as it was (the portable path,
+  // without a keep-the-length reservation, may leave it longer).
   // Errors: enospc, edquot, efbig, eio.
   virtual Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept = 0;
   // Errors: enoent, eacces, ebusy.

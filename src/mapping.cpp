@@ -206,13 +206,16 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   m->backend_ = backend;
   m->options_ = o;
   if (o.nonblock) m->ignored_ |= kIgnoredNonblock;  // MAP_NONBLOCK has been a no-op since Linux 2.6.23
-  if (o.noreserve && !caps.noreserve) m->ignored_ |= kIgnoredNoreserve;
+  // noreserve also keeps a shared writable file's holes sparse (see below).
+  if (o.noreserve && !caps.noreserve && (o.anonymous || !o.write || o.sharing == Sharing::private_))
+    m->ignored_ |= kIgnoredNoreserve;
   if (o.nocache && !caps.nocache) m->ignored_ |= kIgnoredNocache;
   if (o.uninitialized && (!caps.uninitialized || !o.anonymous)) m->ignored_ |= kIgnoredUninitialized;
   if (o.sharing == Sharing::shared_validate && !caps.shared_validate) m->ignored_ |= kIgnoredSharedValidate;
 
   // ---- the file ----
   bool existed = false;
+  bool regular = false;
   std::uint64_t file_size = 0;
   // On failure the half-made Mapping's destructor closes the descriptor; a
   // file this call created is removed again.
@@ -244,6 +247,7 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
     auto st = backend->stat_file(m->fd_);
     if (!st) return fail(st.error());
     file_size = st->size;
+    regular = st->regular;
   }
 
   // ---- the length ----
@@ -256,22 +260,21 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   }
   if (offset > std::numeric_limits<std::uint64_t>::max() - len) return fail(Errc::einval);
   if (len > kMaxMapLen || offset > kMaxMapLen * 1024) return fail(Errc::enomem);
-  if (!o.anonymous && offset + len > file_size) {
-    if (o.write) {
-      if (Error e = backend->allocate(m->fd_, file_size, offset + len - file_size)) {
-        // A failed allocation (ENOSPC midway) may have lengthened the file
-        // part of the way: cut back what it can have added. Once the
-        // allocation succeeded the length stays, even if a later step fails:
-        // another handle may already map and write that range (it is zeros
-        // now, or its data), and a cut would destroy it.
-        auto now = backend->stat_file(m->fd_);
-        if (existed && now && now->size > file_size && now->size <= offset + len)
-          (void)backend->set_file_size(m->fd_, file_size);
-        return fail(e);
-      }
-    } else {
-      len = file_size > offset ? file_size - offset : 0;  // read-only: the file is what it is
+  if (!o.anonymous && o.write) {
+    // Blocks for what the map adds past the end, and for the holes of a
+    // file someone made sparse (a store there on a full disk would be a
+    // SIGBUS): not for `noreserve`, private maps (their stores never reach
+    // the file) or devices.
+    m->fill_holes_ = regular && !o.noreserve && o.sharing != Sharing::private_;
+    const std::uint64_t from = m->fill_holes_ ? std::min(offset, file_size) : file_size;
+    // A failure leaves the length as it was (the backend's contract): there
+    // is nothing to undo, and undoing could cut a range another handle
+    // grew meanwhile.
+    if (offset + len > from) {
+      if (Error e = backend->allocate(m->fd_, from, offset + len - from)) return fail(e);
     }
+  } else if (!o.anonymous && offset + len > file_size) {
+    len = file_size > offset ? file_size - offset : 0;  // read-only: the file is what it is
   }
 
   // ---- the memory ----
@@ -527,24 +530,26 @@ Result<std::uint64_t> Mapping::resize_locked(std::uint64_t new_size, bool change
 
 // Growth: the file (blocks reserved), then the address space (in place,
 // in an extended reservation, or in a new generation). Any failure leaves
-// the map as it was and gives the file its old length back.
+// the map as it was; the file keeps a length it reached (see below).
 Result<std::uint64_t> Mapping::grow_locked(std::uint64_t new_size, std::size_t new_map, std::uint64_t file_size,
                                            bool change_file) noexcept {
   const std::uint64_t user_offset = aligned_offset_ + delta_;
-  bool grew_file = false;
-  if (fd_ != kNoFile && user_offset + new_size > file_size) {
-    if (!change_file) return Error(Errc::einval);  // the file changed again meanwhile
-    if (!options_.write) return Error(Errc::eacces);
-    grew_file = true;
-    if (Error e = backend_->allocate(fd_, file_size, user_offset + new_size - file_size)) {
-      (void)backend_->set_file_size(fd_, file_size);  // a partial allocation may have lengthened it
-      return e;
+  if (fd_ != kNoFile) {
+    const std::uint64_t end = user_offset + new_size;
+    if (end > file_size) {
+      if (!change_file) return Error(Errc::einval);  // the file changed again meanwhile
+      if (!options_.write) return Error(Errc::eacces);
+    }
+    if (options_.write) {
+      const std::uint64_t from = fill_holes_ ? std::min(user_offset + size_, file_size) : file_size;
+      if (end > from) {
+        if (Error e = backend_->allocate(fd_, from, end - from)) return e;
+      }
     }
   }
-  auto fail = [&](Error e) -> Result<std::uint64_t> {
-    if (grew_file) (void)backend_->set_file_size(fd_, file_size);
-    return e;
-  };
+  // Past this point the file keeps the length it reached: another handle,
+  // here or in another process, may map and write that range already.
+  auto fail = [](Error e) -> Result<std::uint64_t> { return e; };
   if (new_map > mapped_len_) {
     Region& r = *region_;
     const std::size_t gran = granularity();

@@ -277,6 +277,7 @@ class Mapping {
   OpenOptions options_;
   std::uint32_t ignored_ = 0;
   FileId fd_ = kNoFile;
+  bool fill_holes_ = false;           // growth gives the file's holes blocks too (see open)
   std::uint64_t aligned_offset_ = 0;  // file offset of the region's base
   std::size_t delta_ = 0;             // user offset - aligned offset (< granularity)
 

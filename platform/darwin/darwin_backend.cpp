@@ -1,5 +1,6 @@
 // macOS: MAP_NOCACHE, F_FULLFSYNC (msync alone leaves data in the drive's
-// cache), F_PREALLOCATE for block reservation. No mremap and, by the
+// cache), F_PREALLOCATE for block reservation (under the length lock of
+// PosixBackend::allocate, so a length is only ever raised). No mremap and, by the
 // contract, no resize: capabilities().resize is false and the core answers
 // fixed_size. Only macros macOS defines are used, each behind its own
 // #ifdef, so this backend also builds and passes the contract tests on Linux
@@ -33,30 +34,24 @@ class DarwinBackend final : public posix::PosixBackend {
 
   std::string_view name() const noexcept override { return "darwin"; }
 
-  Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override {
-    if (len == 0) return {};
-    if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);
-    if (Error e = check_file_size_limit(offset + len)) return e;
 #ifdef F_PREALLOCATE
-    // Reserve the blocks, contiguous if possible, then set the length.
+  // Blocks past the physical end first (the length stays), then the length.
+  // Holes inside a file cannot be given blocks without writing: left alone.
+  Error allocate_locked(FileId fd, std::uint64_t, std::uint64_t end, std::uint64_t size) noexcept override {
+    if (end <= size) return {};
     fstore_t store{};
     store.fst_flags = F_ALLOCATECONTIG;
     store.fst_posmode = F_PEOFPOSMODE;
     store.fst_offset = 0;
-    store.fst_length = static_cast<off_t>(offset + len);
+    store.fst_length = static_cast<off_t>(end - size);
     if (::fcntl(fd, F_PREALLOCATE, &store) == -1) {
       store.fst_flags = F_ALLOCATEALL;
       if (::fcntl(fd, F_PREALLOCATE, &store) == -1) return posix::last_error();
     }
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return posix::last_error();
-    if (static_cast<std::uint64_t>(st.st_size) < offset + len)
-      return set_file_size(fd, offset + len);
+    if (::ftruncate(fd, static_cast<off_t>(end)) != 0) return posix::last_error();
     return {};
-#else
-    return allocate_portable(fd, offset, len);
-#endif
   }
+#endif
 
   Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept override {
     if (Error e = PosixBackend::sync(addr, len, fd, map_sync)) return e;

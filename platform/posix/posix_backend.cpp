@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <climits>
 #include <limits>
+#include <mutex>
 
 #include "errors.h"
 
@@ -114,7 +115,51 @@ Error PosixBackend::check_file_size_limit(std::uint64_t size) noexcept {
   return {};
 }
 
+namespace {
+// Far past any file emmap can map (kMaxMapLen), and within every off_t.
+constexpr off_t kLengthLockByte = off_t{1} << 62;
+#if !defined(F_OFD_SETLKW)
+std::mutex g_length_mu;  // classic fcntl locks do not exclude threads of one process
+#endif
+}  // namespace
+
+PosixBackend::LengthLock::LengthLock(FileId fd) noexcept : fd_(fd) {
+#if !defined(F_OFD_SETLKW)
+  g_length_mu.lock();
+#endif
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = kLengthLockByte;
+  fl.l_len = 1;
+#if defined(F_OFD_SETLKW)
+  const int cmd = F_OFD_SETLKW;
+#else
+  const int cmd = F_SETLKW;
+#endif
+  held_ = retry_eintr([&] { return ::fcntl(fd_, cmd, &fl); }) == 0;
+}
+
+PosixBackend::LengthLock::~LengthLock() {
+  if (held_) {
+    struct flock fl {};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = kLengthLockByte;
+    fl.l_len = 1;
+#if defined(F_OFD_SETLKW)
+    (void)::fcntl(fd_, F_OFD_SETLK, &fl);
+#else
+    (void)::fcntl(fd_, F_SETLK, &fl);
+#endif
+  }
+#if !defined(F_OFD_SETLKW)
+  g_length_mu.unlock();
+#endif
+}
+
 Error PosixBackend::set_file_size(FileId fd, std::uint64_t size) noexcept {
+  LengthLock lock(fd);
   // RLIMIT_FSIZE only bounds growth: a shrink under a smaller limit is fine.
   struct stat st {};
   if (::fstat(fd, &st) != 0) return last_error();
@@ -126,43 +171,49 @@ Error PosixBackend::set_file_size(FileId fd, std::uint64_t size) noexcept {
   return {};
 }
 
-Error PosixBackend::allocate_portable(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept {
-#if defined(HAVE_POSIX_FALLOCATE)
-  int r;
-  do {
-    r = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(len));
-  } while (r == EINTR);
-  if (r != EINVAL && r != EOPNOTSUPP) return r == 0 ? Error() : Error(errc_from_errno(r), r);
-  // Some file systems refuse posix_fallocate (ZFS says EINVAL): fall through.
-#endif
-  // Write zeros over every block not yet backed, so the file system has to
-  // find the space now. pwrite of an existing range would clobber data, so
-  // only the part past the current end is written.
+Error PosixBackend::allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept {
+  if (len == 0) return {};
+  if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);
+  const std::uint64_t end = offset + len;
+  LengthLock lock(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return last_error();
-  const std::uint64_t end = offset + len;
-  std::uint64_t pos = static_cast<std::uint64_t>(st.st_size);
-  if (pos >= end) return {};
+  const std::uint64_t size = st.st_size > 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  if (end > size) {
+    if (Error e = check_file_size_limit(end)) return e;
+  }
+  return allocate_locked(fd, offset, end, size);
+}
+
+Error PosixBackend::append_zeros(FileId fd, std::uint64_t size, std::uint64_t end) noexcept {
   static const char zeros[4096] = {};
+  std::uint64_t pos = size;
   while (pos < end) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof zeros, end - pos));
     const ssize_t w = retry_eintr([&] { return ::pwrite(fd, zeros, n, static_cast<off_t>(pos)); });
-    if (w < 0) {
-      const Error e = last_error();
-      // Leave the file as it was: a half-grown file would be a silent change.
-      (void)::ftruncate(fd, st.st_size);
-      return e;
-    }
+    if (w < 0) return last_error();  // longer now, never shorter: another handle may map it
     pos += static_cast<std::uint64_t>(w);
   }
   return {};
 }
 
-Error PosixBackend::allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept {
-  if (len == 0) return {};
-  if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);
-  if (Error e = check_file_size_limit(offset + len)) return e;
-  return allocate_portable(fd, offset, len);
+Error PosixBackend::allocate_locked(FileId fd, std::uint64_t offset, std::uint64_t end, std::uint64_t size) noexcept {
+#if defined(HAVE_POSIX_FALLOCATE)
+  if (end > size && retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(end)); }) != 0) return last_error();
+  int r;
+  do {
+    r = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(end - offset));
+  } while (r == EINTR);
+  // Some file systems cannot reserve (ZFS, copy-on-write, says EINVAL):
+  // nothing can, so the length alone it is.
+  if (r == 0 || r == EINVAL || r == EOPNOTSUPP) return {};
+  return Error(errc_from_errno(r), r);
+#else
+  // Without posix_fallocate only the added range can be reserved (writing
+  // zeros inside the file would overwrite what others write meanwhile).
+  (void)offset;
+  return end > size ? append_zeros(fd, size, end) : Error();
+#endif
 }
 
 Error PosixBackend::unlink(const char* path) noexcept {

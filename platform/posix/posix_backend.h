@@ -57,8 +57,39 @@ class PosixBackend : public MappingBackend {
   // Checks RLIMIT_FSIZE before a file grows, so the process gets efbig
   // instead of a SIGXFSZ that would kill it.
   static Error check_file_size_limit(std::uint64_t size) noexcept;
-  // posix_fallocate where present, else writes zeros block by block.
-  static Error allocate_portable(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept;
+  // allocate() validates, takes the file's length lock, reads the length
+  // (`size`) and then calls this to reserve [offset, end) and raise the
+  // length to `end` if it is shorter. It must never lower the length, and
+  // should leave it unchanged when it fails. The portable version raises
+  // the length with ftruncate first, then posix_fallocate fills the range
+  // (inside the file by then: posix_fallocate raising the length itself
+  // loses other processes' stores to the last block on Linux ext4, as
+  // fallocate mode 0 does); without posix_fallocate it writes zeros past
+  // the end. It may leave the file longer when it fails.
+  virtual Error allocate_locked(FileId fd, std::uint64_t offset, std::uint64_t end, std::uint64_t size) noexcept;
+  // Raises the length to `end` by writing zeros from `size` (reserves the
+  // blocks on file systems that do not share them). Under the length lock.
+  static Error append_zeros(FileId fd, std::uint64_t size, std::uint64_t end) noexcept;
+
+  // The lock every length change by emmap takes, in every process: a write
+  // lock on one byte far past any data (fcntl locks may lie past the end),
+  // owned by the open file description where the OS has such locks (Linux
+  // F_OFD_SETLKW; they do not interact with the queue's flock there), else a
+  // process-wide mutex plus a classic F_SETLKW. Without it two handles that
+  // each read the length and then set theirs can lower a length the other
+  // just raised, and the bytes written there are gone. Where the file system
+  // has no locks (ENOLCK) the change goes ahead unlocked.
+  class LengthLock {
+   public:
+    explicit LengthLock(FileId fd) noexcept;
+    ~LengthLock();
+    LengthLock(const LengthLock&) = delete;
+    LengthLock& operator=(const LengthLock&) = delete;
+
+   private:
+    FileId fd_;
+    bool held_ = false;
+  };
 
   // Which shared lock this OS gets: a robust pthread mutex where the
   // system has them, else the owner-pid lock (darwin has no robust mutexes).

@@ -294,14 +294,18 @@ hints_test() ->
         emmap:open(F, [create, read, write, populate, nonblock, noreserve, nocache,
                        uninitialized, nolock, lock, debug, {max_inc_size, 4096}, {size, 4096}]),
     %% Pure hints with no effect on this backend are reported, never
-    %% silently dropped (README.md, "Backends"): `noreserve' is MAP_NORESERVE
-    %% on Linux only; `nocache' is MAP_NOCACHE on macOS only (the darwin
+    %% silently dropped (README.md, "Backends"): `noreserve' keeps a shared
+    %% writable file's holes sparse everywhere, and is MAP_NORESERVE (for
+    %% anonymous memory too) on Linux only; `nocache' is MAP_NOCACHE on macOS only (the darwin
     %% backend built elsewhere, as in the test command, has no such flag);
     %% `populate' works everywhere (a flag, or madvise WILLNEED).
     Backend = backend(),
     ?assertEqual(not (Backend =:= darwin andalso os:type() =:= {unix, darwin}),
                  lists:member(nocache, Ign)),
-    ?assertEqual(Backend =/= linux, lists:member(noreserve, Ign)),
+    ?assertNot(lists:member(noreserve, Ign)),
+    {ok, A, #{ignored := AnonIgn}} = emmap:open("", 0, 4096, [anon, read, write, noreserve]),
+    ?assertEqual(Backend =/= linux, lists:member(noreserve, AnonIgn)),
+    ok = emmap:close(A),
     ?assert(lists:member(nonblock, Ign)),
     ?assert(lists:member(uninitialized, Ign)),
     ?assertNot(lists:member(populate, Ign)),
