@@ -15,7 +15,8 @@
 -export([main/0, main/1, queue_sync_always/2]).
 
 -define(MAP, (64 bsl 20)).
--define(ROUNDS, 7).
+-define(ROUNDS, 9).
+-define(NIF_GOAL, 0.85).
 -define(EVENT, {event, 12345, <<"payload">>}).
 
 main() -> main([]).
@@ -57,7 +58,33 @@ main(Args) ->
           fun() -> loop_codec(?EVENT, NQ) end,
           fun() -> loop_queue(Q, ?EVENT, NQ) end, NQ}],
     io:format("~-34s ~14s ~14s ~8s ~6s~n", ["shape", "emmap ops/s", "floor ops/s", "ratio", "goal"]),
-    Results = [run_shape(S, Rounds) || S <- Shapes],
+    Results0 = [run_shape(S, Rounds) || S <- Shapes],
+    %% The same calls against the least a NIF can do for the same result
+    %% (bench/floor_nif.c: a static 64 KiB buffer, no resource, no gate).
+    C = emmap:open_counters(filename:join(tmpdir(), "emmap-bench-counters-" ++ os:getpid()), 4),
+    OffsSmall = offsets((64 bsl 10) - 40, 4096),
+    Bin40 = binary:copy(<<"w">>, 40),
+    NifShapes =
+        [{"patomic_add", ?NIF_GOAL,
+          fun() -> loop_floor_atomic(NAt) end, fun() -> loop_patomic(M, NAt) end, NAt},
+         {"patomic_read_integer", ?NIF_GOAL,
+          fun() -> loop_floor_read(NAt) end, fun() -> loop_patomic_read(M, NAt) end, NAt},
+         {"patomic_write_integer", ?NIF_GOAL,
+          fun() -> loop_floor_write(NAt) end, fun() -> loop_patomic_write(M, NAt) end, NAt},
+         {"inc_counter", ?NIF_GOAL,
+          fun() -> loop_floor_atomic(NAt) end, fun() -> loop_counter(C, NAt) end, NAt},
+         {"pread 40 B copy", ?NIF_GOAL,
+          fun() -> loop_floor_pread(fun emmap_bench_floor:pread/3, OffsSmall, N40) end,
+          fun() -> loop_pread(M, OffsSmall, 40, N40) end, N40},
+         {"pread 40 B direct", ?NIF_GOAL,
+          fun() -> loop_floor_pread(fun emmap_bench_floor:pread_direct/3, OffsSmall, N40) end,
+          fun() -> loop_pread(D, OffsSmall, 40, N40) end, N40},
+         {"pwrite 40 B", ?NIF_GOAL,
+          fun() -> loop_floor_pwrite(OffsSmall, Bin40, N40) end,
+          fun() -> loop_pwrite(M, OffsSmall, Bin40, N40) end, N40}],
+    io:format("~n~-34s ~14s ~14s ~8s ~6s~n", ["shape vs a bare NIF", "emmap ops/s", "bare NIF ops/s", "ratio", "goal"]),
+    Results = Results0 ++ [run_shape(S, Rounds) || S <- NifShapes],
+    emmap:close_counters(C),
     emmap:close(D), emmap:close(M),
     nif_floor(Atomics, NAt),
     queue_latency(Q, 100000),
@@ -262,3 +289,48 @@ loop_patomic(_M, 0) -> ok;
 loop_patomic(M, N) ->
     {ok, _} = emmap:patomic_add(M, 0, 1),
     loop_patomic(M, N - 1).
+
+loop_patomic_read(_M, 0) -> ok;
+loop_patomic_read(M, N) ->
+    {ok, _} = emmap:patomic_read_integer(M, 0),
+    loop_patomic_read(M, N - 1).
+
+loop_patomic_write(_M, 0) -> ok;
+loop_patomic_write(M, N) ->
+    ok = emmap:patomic_write_integer(M, 0, N),
+    loop_patomic_write(M, N - 1).
+
+loop_counter(_C, 0) -> ok;
+loop_counter(C, N) ->
+    _ = emmap:inc_counter(C, 0, 1),
+    loop_counter(C, N - 1).
+
+loop_pwrite(_M, _Offs, _Bin, 0) -> ok;
+loop_pwrite(M, Offs, Bin, N) ->
+    ok = emmap:pwrite(M, element((N band (tuple_size(Offs) - 1)) + 1, Offs), Bin),
+    loop_pwrite(M, Offs, Bin, N - 1).
+
+loop_floor_atomic(0) -> ok;
+loop_floor_atomic(N) ->
+    {ok, _} = emmap_bench_floor:patomic(floor, 0, add, 1),
+    loop_floor_atomic(N - 1).
+
+loop_floor_read(0) -> ok;
+loop_floor_read(N) ->
+    {ok, _} = emmap_bench_floor:patomic_read(floor, 0),
+    loop_floor_read(N - 1).
+
+loop_floor_write(0) -> ok;
+loop_floor_write(N) ->
+    ok = emmap_bench_floor:patomic_write(floor, 0, N),
+    loop_floor_write(N - 1).
+
+loop_floor_pread(_F, _Offs, 0) -> ok;
+loop_floor_pread(F, Offs, N) ->
+    {ok, _} = F(floor, element((N band (tuple_size(Offs) - 1)) + 1, Offs), 40),
+    loop_floor_pread(F, Offs, N - 1).
+
+loop_floor_pwrite(_Offs, _Bin, 0) -> ok;
+loop_floor_pwrite(Offs, Bin, N) ->
+    ok = emmap_bench_floor:pwrite(floor, element((N band (tuple_size(Offs) - 1)) + 1, Offs), Bin),
+    loop_floor_pwrite(Offs, Bin, N - 1).
