@@ -91,6 +91,8 @@ main(Args) ->
     queue_two_vms(QFile, Q, 100000),
     emmap_queue:close(Q),
     queue_sync_always(500, Rounds),
+    write_data("ratios.dat",
+               [io_lib:format("\"~s\" ~.3f ~.2f~n", [Name, Ratio, Goal]) || {Name, Ratio, Goal} <- Results]),
     Missed = [Name || {Name, Ratio, Goal} <- Results, Ratio < Goal],
     case Missed of
         [] -> io:format("all goals met~n");
@@ -193,7 +195,20 @@ queue_latency(Q, N) ->
     [_ = emmap_queue:pop(Q) || _ <- lists:seq(1, N)],
     S = lists:sort(Ts),
     io:format("queue push latency: p50 ~w ns, p99 ~w ns, max ~w ns (~w pushes)~n",
-              [lists:nth(N div 2, S), lists:nth(N * 99 div 100, S), lists:last(S), N]).
+              [lists:nth(N div 2, S), lists:nth(N * 99 div 100, S), lists:last(S), N]),
+    %% The distribution: latency at each of 1,000 quantiles (for the chart).
+    write_data("push_latency.dat",
+               [io_lib:format("~.4f ~w~n", [Q / 1000, lists:nth(max(1, N * Q div 1000), S)])
+                || Q <- lists:seq(1, 1000)]).
+
+%% Writes the chart's data under $EMMAP_BENCH_OUT (scripts/bench.sh sets it;
+%% nothing is written without it).
+write_data(Name, Lines) ->
+    case os:getenv("EMMAP_BENCH_OUT") of
+        false -> ok;
+        "" -> ok;
+        Dir -> ok = file:write_file(filename:join(Dir, Name), Lines)
+    end.
 
 %% Push+pop pairs from this VM alone, then from this VM and a second VM on
 %% the same file at once: total pairs per second, and the ratio.

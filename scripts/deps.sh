@@ -9,6 +9,10 @@ packages=(meson ninja-build g++ pkg-config libgtest-dev libbenchmark-dev liburin
 if [ "${EMMAP_DEPS:-}" = test ]; then
   packages+=(rebar3 elixir erlang-dialyzer erlang-edoc git)
 fi
+# scripts/bench.sh draws its chart with gnuplot.
+if [ "${EMMAP_DEPS:-}" = bench ]; then
+  packages+=(gnuplot-nox)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
