@@ -198,8 +198,8 @@ queue_latency(Q, N) ->
               [lists:nth(N div 2, S), lists:nth(N * 99 div 100, S), lists:last(S), N]),
     %% The distribution: latency at each of 1,000 quantiles (for the chart).
     write_data("push_latency.dat",
-               [io_lib:format("~.4f ~w~n", [Q / 1000, lists:nth(max(1, N * Q div 1000), S)])
-                || Q <- lists:seq(1, 1000)]).
+               [io_lib:format("~.4f ~w~n", [K / 1000, lists:nth(max(1, N * K div 1000), S)])
+                || K <- lists:seq(1, 1000)]).
 
 %% Writes the chart's data under $EMMAP_BENCH_OUT (scripts/bench.sh sets it;
 %% nothing is written without it).
