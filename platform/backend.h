@@ -116,18 +116,23 @@ class MappingBackend {
   virtual Error close_file(FileId fd) noexcept = 0;
   // Errors: ebadf, eoverflow.
   virtual Result<FileStat> stat_file(FileId fd) noexcept = 0;
-  // Sets the file length (ftruncate). Errors: efbig (beyond RLIMIT_FSIZE or the
-  // file system's limit; checked first, so no SIGXFSZ is raised), einval, eio, erofs.
-  virtual Error set_file_size(FileId fd, std::uint64_t size) noexcept = 0;
-  // Makes the file at least offset+len long, with disk blocks for
+  // Sets the file length (ftruncate), unless the file is now longer than
+  // `only_if_at_most` (another handle grew it past what the caller knew:
+  // then nothing changes and the answer is ok). Errors: efbig (beyond
+  // RLIMIT_FSIZE or the file system's limit; checked first, so no SIGXFSZ
+  // is raised), einval, eio, erofs.
+  virtual Error set_file_size(FileId fd, std::uint64_t size,
+                              std::uint64_t only_if_at_most = UINT64_MAX) noexcept = 0;
+  // Makes a regular file at least offset+len long, with disk blocks for
   // [offset, offset+len), so later stores through the map cannot fail for
-  // lack of space: the range past the end, and holes inside the file where
-  // the OS can fill them without writing (Linux fallocate, posix_fallocate).
-  // Never lowers the length, and length changes by emmap handles in every
-  // process are serialised (set_file_size too), so two growers never undo
-  // each other. On failure the length is as it was (the portable path,
-  // without a keep-the-length reservation, may leave it longer).
-  // Errors: enospc, edquot, efbig, eio.
+  // lack of space: the range past the end, and the holes inside the file
+  // where the OS can fill them without writing (Linux fallocate keeping the
+  // length, posix_fallocate; found with SEEK_HOLE, so existing blocks cost
+  // nothing). Never lowers the length where length changes by emmap handles
+  // are serialised across processes (Linux; see PosixBackend::LengthLock).
+  // On failure the length is as it was (the portable path may leave it
+  // longer, never shorter). A device: enodev past its end, never written.
+  // Errors: enospc, edquot, efbig, eio, enodev.
   virtual Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept = 0;
   // Errors: enoent, eacces, ebusy.
   virtual Error unlink(const char* path) noexcept = 0;

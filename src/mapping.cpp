@@ -541,7 +541,9 @@ Result<std::uint64_t> Mapping::grow_locked(std::uint64_t new_size, std::size_t n
       if (!options_.write) return Error(Errc::eacces);
     }
     if (options_.write) {
-      const std::uint64_t from = fill_holes_ ? std::min(user_offset + size_, file_size) : file_size;
+      // Following a file someone else changed (change_file false) never
+      // changes it: no blocks, and allocate could raise a length cut meanwhile.
+      const std::uint64_t from = fill_holes_ && change_file ? std::min(user_offset + size_, file_size) : file_size;
       if (end > from) {
         if (Error e = backend_->allocate(fd_, from, end - from)) return e;
       }
@@ -635,7 +637,10 @@ Result<std::uint64_t> Mapping::shrink_locked(std::uint64_t new_size, std::size_t
   // writable map that reached the end of the file.
   if (change_file && fd_ != kNoFile && options_.write && options_.sharing != Sharing::private_ &&
       user_offset + size_ >= file_size) {
-    if (Error e = backend_->set_file_size(fd_, user_offset + new_size)) return tail ? put_back(e) : Result<std::uint64_t>(e);
+    // Only if no other handle grew it past this map's end meanwhile: its
+    // range is not ours to cut.
+    if (Error e = backend_->set_file_size(fd_, user_offset + new_size, user_offset + size_))
+      return tail ? put_back(e) : Result<std::uint64_t>(e);
   }
   if (tail) mapped_len_ = new_map;
   size_ = new_size;

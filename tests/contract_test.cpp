@@ -1156,6 +1156,113 @@ TEST(Space, HolesOfASparseFileGetBlocksOrTheOpenIsEnospc) {
   EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
 }
 
+// A shrink cuts the file only if no other handle grew it past this map's
+// end meanwhile: the cut used to be unconditional, so a grow landing
+// between the shrink's look at the length and its cut lost the grower's
+// range (its stores then faulted: sigbus, then truncated).
+TEST(Races, AShrinkNeverCutsARangeAnotherHandleGrewMeanwhile) {
+  if (!can_resize()) GTEST_SKIP() << "no live resize on this backend";
+  TempDir d;
+  auto faulty = std::make_shared<FaultyBackend>(make_backend());
+  auto a = Mapping::open(d.file("s"), 0, 0, rw_create(64 << 10), faulty);
+  ASSERT_TRUE(a.ok());
+  std::shared_ptr<Mapping> b;
+  faulty->on_set_file_size = [&] {
+    if (b) return;
+    OpenOptions o;
+    o.write = true;
+    o.size = 1 << 20;
+    b = open_ok(d.file("s"), 0, 0, o);
+    if (b) EXPECT_EQ(b->write(512 << 10, "grown", 5), Error());
+  };
+  ASSERT_TRUE(a->mapping->resize(16 << 10).ok());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(file_size(d.file("s")), 1u << 20) << "the shrink cut the range another handle grew";
+  EXPECT_EQ(read_all(*b, 512 << 10, 5), "grown");
+}
+
+// A handle opened before fork is shared by the processes (one open file
+// description): a lock on that description does not exclude them, so each
+// length change locks a description of its own. Without that, two of them
+// growing the file at once lowered each other's length (2,433 of 2,999
+// slots lost an increment).
+TEST(Races, ProcessesSharingOneHandleGrowItWithoutLosingStores) {
+  if (!can_resize()) GTEST_SKIP() << "no live resize on this backend";
+  TempDir d;
+  const bool slow = std::getenv("EMMAP_TEST_UNDER_VALGRIND") != nullptr;
+  const int procs = 4, steps = slow ? 200 : 2000;
+  OpenOptions o = rw_create(40);
+  o.max_inc_size = 8;
+  auto m = open_ok(d.file("shared"), 0, 0, o);
+  ASSERT_TRUE(m);
+  Children kids;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < procs; ++p) {
+    const pid_t pid = kids.fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      for (int t = 2; t <= steps; ++t) {
+        const std::uint64_t want = 32 + 8 * static_cast<std::uint64_t>(t);
+        if (m->size() < want) {
+          // Follow what others grew, then grow to our own target.
+          auto g = m->ensure_size(want);
+          if (!g) {
+            std::fprintf(stderr, "ensure_size(%llu): %s\n", static_cast<unsigned long long>(want),
+                         std::string(g.error().name()).c_str());
+            ::_exit(2);
+          }
+        }
+        auto r = m->atomic_fetch(AtomicOp::add, want - 8, 1);
+        if (!r) {
+          std::fprintf(stderr, "add at %llu: %s\n", static_cast<unsigned long long>(want - 8),
+                       std::string(r.error().name()).c_str());
+          ::_exit(3);
+        }
+      }
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) ASSERT_TRUE(exited_ok(kids.wait(pid)));
+  auto check = open_ok(d.file("shared"), 0, 0, OpenOptions{});
+  ASSERT_TRUE(check);
+  ASSERT_GE(check->size(), 32 + 8 * static_cast<std::uint64_t>(steps));
+  int lost = 0;
+  for (int t = 2; t <= steps; ++t)
+    if (*check->atomic_load(32 + 8 * static_cast<std::uint64_t>(t - 1)) != procs) ++lost;
+  EXPECT_EQ(lost, 0) << "slots that lost an increment, of " << steps - 1;
+}
+
+// A writable open of a block device allocates nothing and writes nothing:
+// the fallback that reserves by writing zeros once zeroed the start of it.
+TEST(Space, ABlockDeviceIsNeverWrittenByAnOpen) {
+  TempDir d;
+  const std::string img = d.file("img");
+  write_file(img, "PRECIOUS-DATA-01" + std::string((8 << 20) - 16, 'x'));
+  const std::string cmd = "losetup -f --show " + img + " 2>/dev/null";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  char dev[128] = {};
+  const bool got = f && std::fgets(dev, sizeof dev, f) != nullptr;
+  if (f) ::pclose(f);
+  if (!got || dev[0] != '/') GTEST_SKIP() << "no loop device here (needs root and /dev/loop-control)";
+  std::string device(dev);
+  device.erase(device.find_last_not_of("\n") + 1);
+  struct Detach {
+    std::string dev;
+    ~Detach() { (void)!std::system(("losetup -d " + dev).c_str()); }
+  } detach{device};
+  OpenOptions o;
+  o.write = true;
+  auto r = Mapping::open(device, 0, 65536, o);
+  if (r) r->mapping->close();
+  const int fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  char head[16];
+  ASSERT_EQ(::pread(fd, head, sizeof head, 0), 16);
+  ::close(fd);
+  EXPECT_EQ(std::string(head, 16), "PRECIOUS-DATA-01") << "the open wrote over the device";
+}
+
 // Several processes grow one file to lengths of their own and store into
 // the range each grew. A length set without excluding the others could
 // lower a length another had just raised (darwin's fstat then ftruncate),

@@ -38,6 +38,7 @@ class FaultyBackend final : public MappingBackend {
   int sync_calls = 0;
   std::function<void()> on_map_into;  // runs inside map_into (e.g. to stall a resize)
   std::function<void()> on_sync;      // runs inside sync (e.g. to hold async jobs in flight)
+  std::function<void()> on_set_file_size;  // runs before set_file_size (e.g. another handle grows the file)
   bool refuse_async = false;          // submit_async_fsync declines (ring full)
   int extend_calls = 0;
   int map_calls = 0;
@@ -68,9 +69,10 @@ class FaultyBackend final : public MappingBackend {
     if (Error e = inject("stat_file")) return e;
     return real_->stat_file(fd);
   }
-  Error set_file_size(FileId fd, std::uint64_t s) noexcept override {
+  Error set_file_size(FileId fd, std::uint64_t s, std::uint64_t at_most = UINT64_MAX) noexcept override {
     if (Error e = inject("set_file_size")) return e;
-    return real_->set_file_size(fd, s);
+    if (on_set_file_size) on_set_file_size();
+    return real_->set_file_size(fd, s, at_most);
   }
   Error allocate(FileId fd, std::uint64_t o, std::uint64_t l) noexcept override {
     if (Error e = inject("allocate")) {

@@ -126,9 +126,9 @@ class PowerLossBackend final : public MappingBackend {
     tick();
     return real_->stat_file(fd);
   }
-  Error set_file_size(FileId fd, std::uint64_t s) noexcept override {
+  Error set_file_size(FileId fd, std::uint64_t s, std::uint64_t at_most = UINT64_MAX) noexcept override {
     tick();
-    return real_->set_file_size(fd, s);
+    return real_->set_file_size(fd, s, at_most);
   }
   Error allocate(FileId fd, std::uint64_t o, std::uint64_t l) noexcept override {
     tick();

@@ -1,6 +1,5 @@
 // macOS: MAP_NOCACHE, F_FULLFSYNC (msync alone leaves data in the drive's
-// cache), F_PREALLOCATE for block reservation (under the length lock of
-// PosixBackend::allocate, so a length is only ever raised). No mremap and, by the
+// cache), F_PREALLOCATE for block reservation (see extend). No mremap and, by the
 // contract, no resize: capabilities().resize is false and the core answers
 // fixed_size. Only macros macOS defines are used, each behind its own
 // #ifdef, so this backend also builds and passes the contract tests on Linux
@@ -36,9 +35,11 @@ class DarwinBackend final : public posix::PosixBackend {
 
 #ifdef F_PREALLOCATE
   // Blocks past the physical end first (the length stays), then the length.
-  // Holes inside a file cannot be given blocks without writing: left alone.
-  Error allocate_locked(FileId fd, std::uint64_t, std::uint64_t end, std::uint64_t size) noexcept override {
-    if (end <= size) return {};
+  // Holes inside a file cannot be given blocks without writing: left alone
+  // (no posix_fallocate here). Only threads of this process are excluded
+  // (see LengthLock): two processes growing one file at once can lower
+  // each other's length.
+  Error extend(FileId fd, std::uint64_t size, std::uint64_t end, bool) noexcept override {
     fstore_t store{};
     store.fst_flags = F_ALLOCATECONTIG;
     store.fst_posmode = F_PEOFPOSMODE;

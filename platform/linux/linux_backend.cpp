@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 
@@ -57,30 +58,45 @@ class LinuxBackend final : public posix::PosixBackend {
 
   std::string_view name() const noexcept override { return "linux"; }
 
-  // Blocks first, with the length kept (fallocate mode 0 raising the
-  // length loses other processes' stores to the old last block on ext4,
-  // measured on 6.18 even with the length lock held), then the length by
-  // ftruncate. Holes inside the file get blocks too, writing nothing. A
-  // failure leaves the length as it was.
-  Error allocate_locked(FileId fd, std::uint64_t offset, std::uint64_t end, std::uint64_t size) noexcept override {
+  // fallocate keeping the length: blocks for the holes, writing nothing.
+  Error fill_holes(FileId fd, std::uint64_t from, std::uint64_t to) noexcept override {
+    return for_each_hole(fd, from, to, [](FileId f, std::uint64_t a, std::uint64_t b) -> Error {
+      if (keep_size_fallocate(f, a, b) == 0 || errno == EOPNOTSUPP) return {};  // cannot: left sparse
+      return posix::last_error();
+    });
+  }
+
+  // Blocks past the end first, with the length kept, then the length: by
+  // ftruncate under the lock (fallocate mode 0 raising the length loses
+  // other processes' stores to the old last block on ext4, measured on 6.18
+  // even with the lock held), else by fallocate mode 0 of the last byte,
+  // which can never lower a length. A failure leaves the length as it was
+  // and gives back the blocks it took past the end.
+  Error extend(FileId fd, std::uint64_t size, std::uint64_t end, bool locked) noexcept override {
+    if (keep_size_fallocate(fd, size, end) != 0) {
+      // File systems without fallocate (some network and FUSE ones): only
+      // writing can reserve, and only the added range.
+      if (errno == EOPNOTSUPP) return append_zeros(fd, size, end);
+      const Error e = posix::last_error();
+      struct stat st {};
+      if (locked && ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size)
+        (void)::ftruncate(fd, static_cast<off_t>(size));  // the same length: frees blocks past it
+      return e;
+    }
     int r;
     do {
-      r = ::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(end - offset));
+      r = locked ? ::ftruncate(fd, static_cast<off_t>(end)) : ::fallocate(fd, 0, static_cast<off_t>(end - 1), 1);
     } while (r != 0 && errno == EINTR);
-    if (r != 0) {
-      // File systems without fallocate (some network and FUSE ones): only
-      // the added range can be reserved, by writing it.
-      if (errno == EOPNOTSUPP) return end > size ? append_zeros(fd, size, end) : Error();
-      return posix::last_error();
-    }
-    if (end > size) {
-      int t;
-      do {
-        t = ::ftruncate(fd, static_cast<off_t>(end));
-      } while (t != 0 && errno == EINTR);
-      if (t != 0) return posix::last_error();
-    }
+    if (r != 0) return posix::last_error();
     return {};
+  }
+
+  static int keep_size_fallocate(FileId fd, std::uint64_t from, std::uint64_t to) noexcept {
+    int r;
+    do {
+      r = ::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from), static_cast<off_t>(to - from));
+    } while (r != 0 && errno == EINTR);
+    return r;
   }
 
   Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept override {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <algorithm>
 #include <climits>
 #include <limits>
@@ -119,51 +120,49 @@ namespace {
 // Far past any file emmap can map (kMaxMapLen), and within every off_t.
 constexpr off_t kLengthLockByte = off_t{1} << 62;
 #if !defined(F_OFD_SETLKW)
-std::mutex g_length_mu;  // classic fcntl locks do not exclude threads of one process
+std::mutex g_length_mu;  // threads of this process; other processes are not excluded here
 #endif
+
+bool regular(const struct stat& st) { return S_ISREG(st.st_mode); }
+std::uint64_t length_of(const struct stat& st) { return st.st_size > 0 ? static_cast<std::uint64_t>(st.st_size) : 0; }
 }  // namespace
 
-PosixBackend::LengthLock::LengthLock(FileId fd) noexcept : fd_(fd) {
-#if !defined(F_OFD_SETLKW)
-  g_length_mu.lock();
-#endif
+PosixBackend::LengthLock::LengthLock(FileId fd) noexcept {
+#if defined(F_OFD_SETLKW)
+  // A description of our own: one shared with another process (a handle
+  // opened before fork) would not exclude it.
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  own_ = retry_eintr([&] { return ::open(path, O_RDWR | O_CLOEXEC); });
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = kLengthLockByte;
   fl.l_len = 1;
-#if defined(F_OFD_SETLKW)
-  const int cmd = F_OFD_SETLKW;
+  held_ = own_ >= 0 && retry_eintr([&] { return ::fcntl(own_, F_OFD_SETLKW, &fl); }) == 0;
 #else
-  const int cmd = F_SETLKW;
+  (void)fd;
+  g_length_mu.lock();
 #endif
-  held_ = retry_eintr([&] { return ::fcntl(fd_, cmd, &fl); }) == 0;
 }
 
 PosixBackend::LengthLock::~LengthLock() {
-  if (held_) {
-    struct flock fl {};
-    fl.l_type = F_UNLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = kLengthLockByte;
-    fl.l_len = 1;
 #if defined(F_OFD_SETLKW)
-    (void)::fcntl(fd_, F_OFD_SETLK, &fl);
+  if (own_ >= 0) ::close(own_);  // drops the lock with the description
 #else
-    (void)::fcntl(fd_, F_SETLK, &fl);
-#endif
-  }
-#if !defined(F_OFD_SETLKW)
   g_length_mu.unlock();
 #endif
 }
 
-Error PosixBackend::set_file_size(FileId fd, std::uint64_t size) noexcept {
+Error PosixBackend::set_file_size(FileId fd, std::uint64_t size, std::uint64_t only_if_at_most) noexcept {
   LengthLock lock(fd);
-  // RLIMIT_FSIZE only bounds growth: a shrink under a smaller limit is fine.
   struct stat st {};
   if (::fstat(fd, &st) != 0) return last_error();
-  if (size > static_cast<std::uint64_t>(st.st_size)) {
+  const std::uint64_t now = length_of(st);
+  // Another handle made it longer than this one knew: its range stays.
+  if (now > only_if_at_most) return {};
+  // RLIMIT_FSIZE only bounds growth: a shrink under a smaller limit is fine.
+  if (size > now) {
     if (Error e = check_file_size_limit(size)) return e;
   }
   if (retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(size)); }) != 0)
@@ -175,14 +174,26 @@ Error PosixBackend::allocate(FileId fd, std::uint64_t offset, std::uint64_t len)
   if (len == 0) return {};
   if (offset > UINT64_MAX - len) return Error(Errc::efbig, EFBIG);
   const std::uint64_t end = offset + len;
-  LengthLock lock(fd);
   struct stat st {};
   if (::fstat(fd, &st) != 0) return last_error();
-  const std::uint64_t size = st.st_size > 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
-  if (end > size) {
-    if (Error e = check_file_size_limit(end)) return e;
+  // Devices are what they are: nothing to reserve, and never written here.
+  if (!regular(st)) return end > length_of(st) ? Error(Errc::enodev, ENODEV) : Error();
+  // Holes inside the file get blocks first, without the lock: that never
+  // changes the length, so it need not wait behind another handle's growth.
+  std::uint64_t size = length_of(st);
+  if (offset < size) {
+    if (Error e = fill_holes(fd, offset, std::min(end, size))) return e;
   }
-  return allocate_locked(fd, offset, end, size);
+  if (end <= size) return {};
+  if (Error e = check_file_size_limit(end)) return e;
+  LengthLock lock(fd);
+  if (::fstat(fd, &st) != 0) return last_error();
+  const std::uint64_t now = length_of(st);
+  if (now > size && offset < now) {  // another handle grew it meanwhile, maybe sparse
+    if (Error e = fill_holes(fd, std::max(offset, size), std::min(end, now))) return e;
+  }
+  if (end <= now) return {};
+  return extend(fd, now, end, lock.held());
 }
 
 Error PosixBackend::append_zeros(FileId fd, std::uint64_t size, std::uint64_t end) noexcept {
@@ -197,22 +208,73 @@ Error PosixBackend::append_zeros(FileId fd, std::uint64_t size, std::uint64_t en
   return {};
 }
 
-Error PosixBackend::allocate_locked(FileId fd, std::uint64_t offset, std::uint64_t end, std::uint64_t size) noexcept {
-#if defined(HAVE_POSIX_FALLOCATE)
-  if (end > size && retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(end)); }) != 0) return last_error();
-  int r;
-  do {
-    r = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(end - offset));
-  } while (r == EINTR);
-  // Some file systems cannot reserve (ZFS, copy-on-write, says EINVAL):
-  // nothing can, so the length alone it is.
-  if (r == 0 || r == EINVAL || r == EOPNOTSUPP) return {};
-  return Error(errc_from_errno(r), r);
+Error PosixBackend::for_each_hole(FileId fd, std::uint64_t from, std::uint64_t to,
+                                  Error (*fill)(FileId, std::uint64_t, std::uint64_t)) noexcept {
+#if defined(SEEK_HOLE) && defined(SEEK_DATA)
+  std::uint64_t pos = from;
+  while (pos < to) {
+    const off_t hole = ::lseek(fd, static_cast<off_t>(pos), SEEK_HOLE);
+    // A file system that cannot say (EINVAL) reports no hole: nothing to do.
+    if (hole < 0) return errno == ENXIO || errno == EINVAL ? Error() : last_error();
+    if (static_cast<std::uint64_t>(hole) >= to) return {};
+    const off_t data = ::lseek(fd, hole, SEEK_DATA);
+    std::uint64_t hole_end = to;
+    if (data >= 0) hole_end = std::min(to, static_cast<std::uint64_t>(data));
+    else if (errno != ENXIO) return last_error();  // ENXIO: a hole up to the end
+    if (Error e = fill(fd, static_cast<std::uint64_t>(hole), hole_end)) return e;
+    pos = hole_end;
+  }
+  return {};
 #else
-  // Without posix_fallocate only the added range can be reserved (writing
-  // zeros inside the file would overwrite what others write meanwhile).
-  (void)offset;
-  return end > size ? append_zeros(fd, size, end) : Error();
+  (void)fd;
+  (void)from;
+  (void)to;
+  (void)fill;
+  return {};  // no way to find holes without reading: left sparse
+#endif
+}
+
+Error PosixBackend::fill_holes(FileId fd, std::uint64_t from, std::uint64_t to) noexcept {
+#if defined(HAVE_POSIX_FALLOCATE)
+  return for_each_hole(fd, from, to, [](FileId f, std::uint64_t a, std::uint64_t b) -> Error {
+    int r;
+    do {
+      r = ::posix_fallocate(f, static_cast<off_t>(a), static_cast<off_t>(b - a));
+    } while (r == EINTR);
+    // A file system that cannot reserve (ZFS, copy-on-write: EINVAL) has
+    // nothing better to offer: the hole stays.
+    if (r == 0 || r == EINVAL || r == EOPNOTSUPP) return {};
+    return Error(errc_from_errno(r), r);
+  });
+#else
+  (void)fd;
+  (void)from;
+  (void)to;
+  return {};  // only writing could reserve, and that would overwrite others' stores
+#endif
+}
+
+Error PosixBackend::extend(FileId fd, std::uint64_t size, std::uint64_t end, bool locked) noexcept {
+#if defined(HAVE_POSIX_FALLOCATE)
+  int r;
+  if (locked) {
+    // The length first, by ftruncate (posix_fallocate raising it itself
+    // loses other processes' stores to the old last block on Linux ext4),
+    // then the blocks, inside the file by then.
+    if (retry_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(end)); }) != 0) return last_error();
+  }
+  // Unlocked, posix_fallocate raises the length itself: it never lowers one.
+  do {
+    r = ::posix_fallocate(fd, static_cast<off_t>(size), static_cast<off_t>(end - size));
+  } while (r == EINTR);
+  if (r == EINVAL || r == EOPNOTSUPP) {
+    if (locked) return {};  // nothing can reserve here (ZFS): the length alone
+    return append_zeros(fd, size, end);
+  }
+  return r == 0 ? Error() : Error(errc_from_errno(r), r);  // may leave it longer, never shorter
+#else
+  (void)locked;
+  return append_zeros(fd, size, end);
 #endif
 }
 

@@ -18,7 +18,7 @@ class PosixBackend : public MappingBackend {
   Result<FileId> open_file(const char* path, const FileOpen& how) noexcept override;
   Error close_file(FileId fd) noexcept override;
   Result<FileStat> stat_file(FileId fd) noexcept override;
-  Error set_file_size(FileId fd, std::uint64_t size) noexcept override;
+  Error set_file_size(FileId fd, std::uint64_t size, std::uint64_t only_if_at_most) noexcept override;
   Error allocate(FileId fd, std::uint64_t offset, std::uint64_t len) noexcept override;
   Error unlink(const char* path) noexcept override;
   Error unlink_if_same(const char* path, FileId fd) noexcept override;
@@ -57,37 +57,53 @@ class PosixBackend : public MappingBackend {
   // Checks RLIMIT_FSIZE before a file grows, so the process gets efbig
   // instead of a SIGXFSZ that would kill it.
   static Error check_file_size_limit(std::uint64_t size) noexcept;
-  // allocate() validates, takes the file's length lock, reads the length
-  // (`size`) and then calls this to reserve [offset, end) and raise the
-  // length to `end` if it is shorter. It must never lower the length, and
-  // should leave it unchanged when it fails. The portable version raises
-  // the length with ftruncate first, then posix_fallocate fills the range
-  // (inside the file by then: posix_fallocate raising the length itself
-  // loses other processes' stores to the last block on Linux ext4, as
-  // fallocate mode 0 does); without posix_fallocate it writes zeros past
-  // the end. It may leave the file longer when it fails.
-  virtual Error allocate_locked(FileId fd, std::uint64_t offset, std::uint64_t end, std::uint64_t size) noexcept;
+  // allocate() checks the file is regular (devices: enodev past their end,
+  // never written), gives the holes of [offset, min(end, length)) blocks
+  // with fill_holes (no lock: the length does not change), then, if the
+  // file is shorter than `end`, takes the length lock, reads the length
+  // again and calls extend(). Only holes (SEEK_HOLE) are touched: file
+  // systems that reserve a whole fallocate range even where blocks exist
+  // (XFS) would refuse a full file on a nearly full disk, and tmpfs would
+  // walk every page.
+  // Gives [from, to) of the file (inside its length) blocks where it has
+  // holes. The portable version uses posix_fallocate; without it nothing.
+  virtual Error fill_holes(FileId fd, std::uint64_t from, std::uint64_t to) noexcept;
+  // Raises the length from `size` to `end` with blocks reserved. `locked`:
+  // the length lock excludes every other emmap length change, so the raise
+  // may be ftruncate (which does not lose other processes' stores to the
+  // old last block as fallocate mode 0 and posix_fallocate do on Linux
+  // ext4); unlocked it must be a raise that can never lower the length.
+  // Should leave the length unchanged when it fails (the portable version
+  // may leave it longer, never shorter).
+  virtual Error extend(FileId fd, std::uint64_t size, std::uint64_t end, bool locked) noexcept;
+  // Calls fill(fd, a, b) for each hole [a, b) of [from, to) (SEEK_HOLE).
+  static Error for_each_hole(FileId fd, std::uint64_t from, std::uint64_t to,
+                             Error (*fill)(FileId, std::uint64_t, std::uint64_t)) noexcept;
   // Raises the length to `end` by writing zeros from `size` (reserves the
-  // blocks on file systems that do not share them). Under the length lock.
+  // blocks on file systems that do not share them). Regular files only.
   static Error append_zeros(FileId fd, std::uint64_t size, std::uint64_t end) noexcept;
 
-  // The lock every length change by emmap takes, in every process: a write
-  // lock on one byte far past any data (fcntl locks may lie past the end),
-  // owned by the open file description where the OS has such locks (Linux
-  // F_OFD_SETLKW; they do not interact with the queue's flock there), else a
-  // process-wide mutex plus a classic F_SETLKW. Without it two handles that
-  // each read the length and then set theirs can lower a length the other
-  // just raised, and the bytes written there are gone. Where the file system
-  // has no locks (ENOLCK) the change goes ahead unlocked.
+  // The lock every length change by emmap takes. Where the OS has open-
+  // file-description locks (Linux F_OFD_SETLKW): a write lock on one byte
+  // far past any data (fcntl locks may lie past the end), on a description
+  // of its own (/proc/self/fd/N opened again, so a handle shared with a
+  // forked process is excluded too); Linux fcntl locks do not interact with
+  // the queue's flock. held() is false when the file system has no locks
+  // (ENOLCK): extend() then raises the length in a way that cannot lower it.
+  // Elsewhere (macOS, FreeBSD) only the threads of this process are
+  // excluded (a mutex) and held() is false: a classic fcntl lock there
+  // conflicts with the queue's own flock and is dropped by any close of the
+  // file in the process.
   class LengthLock {
    public:
     explicit LengthLock(FileId fd) noexcept;
     ~LengthLock();
     LengthLock(const LengthLock&) = delete;
     LengthLock& operator=(const LengthLock&) = delete;
+    bool held() const noexcept { return held_; }
 
    private:
-    FileId fd_;
+    int own_ = -1;
     bool held_ = false;
   };
 
