@@ -1200,10 +1200,10 @@ TEST(Races, AShrinkNeverCutsARangeAnotherHandleGrewMeanwhile) {
 // length change locks a description of its own. Without that, two of them
 // growing the file at once lowered each other's length (2,433 of 2,999
 // slots lost an increment).
-// Disabled, not loosened: about 1 run in 6 a child's ensure_size answers
-// einval (a bug found by this test, not yet understood; see the closing
-// note of issue 11). Run with --gtest_also_run_disabled_tests.
-TEST(Races, DISABLED_ProcessesSharingOneHandleGrowItWithoutLosingStores) {
+// It also caught, about 1 run in 6, a child's ensure_size answering einval:
+// a hole that another child wrote into between SEEK_HOLE and SEEK_DATA was
+// "filled" with a zero-length fallocate.
+TEST(Races, ProcessesSharingOneHandleGrowItWithoutLosingStores) {
   if (!can_resize()) GTEST_SKIP() << "no live resize on this backend";
   TempDir d;
   const bool slow = std::getenv("EMMAP_TEST_UNDER_VALGRIND") != nullptr;

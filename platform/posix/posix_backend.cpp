@@ -212,6 +212,12 @@ Error PosixBackend::for_each_hole(FileId fd, std::uint64_t from, std::uint64_t t
                                   Error (*fill)(FileId, std::uint64_t, std::uint64_t)) noexcept {
 #if defined(SEEK_HOLE) && defined(SEEK_DATA)
   std::uint64_t pos = from;
+  // Another process can write into a hole between the two lseeks (ext4
+  // reports reserved, unwritten blocks as a hole until a page there is
+  // dirty): then the hole is empty and the walk asks again from there.
+  // Holes only ever turn into data here, so asking again moves on; the
+  // bound is for a file system that keeps contradicting itself.
+  int empty = 0;
   while (pos < to) {
     const off_t hole = ::lseek(fd, static_cast<off_t>(pos), SEEK_HOLE);
     // A file system that cannot say (EINVAL) reports no hole: nothing to do.
@@ -221,6 +227,11 @@ Error PosixBackend::for_each_hole(FileId fd, std::uint64_t from, std::uint64_t t
     std::uint64_t hole_end = to;
     if (data >= 0) hole_end = std::min(to, static_cast<std::uint64_t>(data));
     else if (errno != ENXIO) return last_error();  // ENXIO: a hole up to the end
+    if (hole_end <= static_cast<std::uint64_t>(hole)) {
+      if (++empty > 64) return {};
+      pos = static_cast<std::uint64_t>(hole);
+      continue;
+    }
     if (Error e = fill(fd, static_cast<std::uint64_t>(hole), hole_end)) return e;
     pos = hole_end;
   }
