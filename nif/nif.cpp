@@ -60,7 +60,7 @@ struct Call {
   Wait queue_wait() const { return dirty ? Wait::briefly : Wait::no; }
   ERL_NIF_TERM badarg() const { return enif_make_badarg(env); }
   ERL_NIF_TERM ok() const { return p->atoms.ok; }
-  ERL_NIF_TERM ok(ERL_NIF_TERM v) const { return enif_make_tuple2(env, p->atoms.ok, v); }
+  ERL_NIF_TERM ok(ERL_NIF_TERM v) const { return pair(env, p->atoms.ok, v); }
   ERL_NIF_TERM error(Error e) {
     if (e == Errc::ebusy && !dirty) {
       retry = true;
@@ -108,12 +108,33 @@ bool arg_int(Call& c, ERL_NIF_TERM t, U64Arg (*get)(ErlNifEnv*, ERL_NIF_TERM), T
   return true;
 }
 
-bool arg_u64(Call& c, ERL_NIF_TERM t, std::uint64_t* out, ERL_NIF_TERM* err) {
+[[gnu::noinline]] bool arg_u64_general(Call& c, ERL_NIF_TERM t, std::uint64_t* out, ERL_NIF_TERM* err) {
   return arg_int(c, t, get_u64, out, err);
 }
 
-bool arg_i64(Call& c, ERL_NIF_TERM t, std::int64_t* out, ERL_NIF_TERM* err) {
+[[gnu::noinline]] bool arg_i64_general(Call& c, ERL_NIF_TERM t, std::int64_t* out, ERL_NIF_TERM* err) {
   return arg_int(c, t, get_i64_bits, out, err);
+}
+
+// Inline, these try one enif_get_int64 first (the cheapest decoder erl_nif
+// has, and every realistic position, length and value fits it); anything
+// else (bignums, wrong types, negatives) takes the general path above.
+[[gnu::always_inline]] inline bool arg_u64(Call& c, ERL_NIF_TERM t, std::uint64_t* out, ERL_NIF_TERM* err) {
+  ErlNifSInt64 s;
+  if (enif_get_int64(c.env, t, &s) && s >= 0) [[likely]] {
+    *out = static_cast<std::uint64_t>(s);
+    return true;
+  }
+  return arg_u64_general(c, t, out, err);
+}
+
+[[gnu::always_inline]] inline bool arg_i64(Call& c, ERL_NIF_TERM t, std::int64_t* out, ERL_NIF_TERM* err) {
+  ErlNifSInt64 s;
+  if (enif_get_int64(c.env, t, &s)) [[likely]] {
+    *out = s;
+    return true;
+  }
+  return arg_i64_general(c, t, out, err);
 }
 
 // Reads [pos, pos+len) as {ok, Binary}: zero-copy for direct handles (or

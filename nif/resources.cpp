@@ -4,7 +4,6 @@
 
 namespace emmap::nif {
 
-Priv* priv(ErlNifEnv* env) { return static_cast<Priv*>(enif_priv_data(env)); }
 
 // ---- Reaper ----------------------------------------------------------------
 

@@ -119,7 +119,7 @@ struct HandleRes {
   void release_regions();
 };
 
-Priv* priv(ErlNifEnv* env);
+inline Priv* priv(ErlNifEnv* env) { return static_cast<Priv*>(enif_priv_data(env)); }
 
 // Resource-type callbacks and set-up for load/upgrade.
 bool open_resource_types(ErlNifEnv* env, Priv* p, ErlNifResourceFlags flags);

@@ -16,9 +16,16 @@ namespace emmap::nif {
 ERL_NIF_TERM parse_options(ErlNifEnv* env, Priv* p, ERL_NIF_TERM list, OpenOptions* out, HandleFlags* flags,
                            bool* badarg);
 
+// {A, B}: from an array, not enif_make_tuple2's varargs (half the
+// instructions on the hot paths, where it builds every {ok, _}).
+inline ERL_NIF_TERM pair(ErlNifEnv* env, ERL_NIF_TERM a, ERL_NIF_TERM b) {
+  const ERL_NIF_TERM elems[2] = {a, b};
+  return enif_make_tuple_from_array(env, elems, 2);
+}
+
 // {error, Atom} for a core error.
 inline ERL_NIF_TERM error_term(ErlNifEnv* env, Priv* p, Error e) {
-  return enif_make_tuple2(env, p->atoms.error, p->errc[static_cast<int>(e.code())]);
+  return pair(env, p->atoms.error, p->errc[static_cast<int>(e.code())]);
 }
 inline ERL_NIF_TERM error_term(ErlNifEnv* env, Priv* p, Errc c) { return error_term(env, p, Error(c)); }
 

@@ -342,69 +342,6 @@ Result<std::shared_ptr<Region>> Mapping::pin() noexcept {
   return region_;
 }
 
-// ---- atomics -----------------------------------------------------------
-
-Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
-  if (!region_) return Error(Errc::closed);
-  if (Error e = begin_access()) return e;
-  if (pos > size_ || size_ - pos < sizeof(std::int64_t)) return Error(Errc::einval);
-  char* p = data_ + pos;
-  if (reinterpret_cast<std::uintptr_t>(p) % alignof(std::int64_t) != 0) return Error(Errc::einval);
-  if (write && !options_.write) return Error(Errc::eacces);
-  return p;
-}
-
-Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w != Wait::no);
-  if (!in.entered()) return Error(Errc::ebusy);
-  auto p = check_atomic(pos, true);
-  if (!p) return p.error();
-  std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
-  std::int64_t old = 0;
-  switch (op) {
-    case AtomicOp::add: old = a.fetch_add(v); break;
-    case AtomicOp::sub: old = a.fetch_sub(v); break;
-    case AtomicOp::and_: old = a.fetch_and(v); break;
-    case AtomicOp::or_: old = a.fetch_or(v); break;
-    case AtomicOp::xor_: old = a.fetch_xor(v); break;
-    case AtomicOp::xchg: old = a.exchange(v); break;
-  }
-  if (Error e = access_faulted()) return e;
-  return old;
-}
-
-Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
-                                                          std::int64_t desired, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w != Wait::no);
-  if (!in.entered()) return Error(Errc::ebusy);
-  auto p = check_atomic(pos, true);
-  if (!p) return p.error();
-  std::atomic_ref<std::int64_t> a(*reinterpret_cast<std::int64_t*>(*p));
-  const bool swapped = a.compare_exchange_strong(expected, desired);
-  if (Error e = access_faulted()) return e;
-  return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
-}
-
-Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w != Wait::no);
-  if (!in.entered()) return Error(Errc::ebusy);
-  auto p = check_atomic(pos, false);
-  if (!p) return p.error();
-  const std::int64_t v = std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).load();
-  if (Error e = access_faulted()) return e;
-  return v;
-}
-
-Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexcept {
-  AccessGate::Reader in(gate_, w != Wait::no);
-  if (!in.entered()) return Error(Errc::ebusy);
-  auto p = check_atomic(pos, true);
-  if (!p) return p.error();
-  std::atomic_ref<std::int64_t>(*reinterpret_cast<std::int64_t*>(*p)).store(value);
-  if (Error e = access_faulted()) return e;
-  return {};
-}
-
 // ---- size and durability -------------------------------------------------
 
 Result<std::uint64_t> Mapping::resize(std::uint64_t new_size) noexcept {
