@@ -135,8 +135,8 @@ pread_list(_R, _, _) ->
 
 %% @doc Writes `Data' (iodata) at `Pos'; past the end is `{error, einval}'.
 -spec pwrite(mmap_file(), non_neg_integer(), iodata()) -> ok | {error, reason()}.
-pwrite(Mem, Pos, Data) when is_integer(Pos), is_binary(Data) ->
-    emmap_nif:pwrite(res(Mem), Pos, Data);
+pwrite(#file_descriptor{module = ?MODULE, data = R}, Pos, Data) when is_integer(Pos), is_binary(Data) ->
+    emmap_nif:pwrite(R, Pos, Data);
 pwrite(Mem, Pos, Data) when is_integer(Pos), is_list(Data) ->
     emmap_nif:pwrite(res(Mem), Pos, iolist_to_binary(Data));
 pwrite(Mem, Pos, Data) ->
@@ -313,8 +313,8 @@ patomic_read_integer(Mem, Pos) -> erlang:error(badarg, [Mem, Pos]).
 
 %% @doc Stores `V' at `Pos' atomically (a 64-bit store).
 -spec patomic_write_integer(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
-patomic_write_integer(Mem, Pos, V) when is_integer(Pos), is_integer(V) ->
-    emmap_nif:patomic_write(res(Mem), Pos, V);
+patomic_write_integer(#file_descriptor{module = ?MODULE, data = R}, Pos, V) when is_integer(Pos), is_integer(V) ->
+    emmap_nif:patomic_write(R, Pos, V);
 patomic_write_integer(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 
 %% @doc One atomic operation; returns the old value.
@@ -512,9 +512,9 @@ read_counter(#emmap_counters{mem = Mem, count = N} = C, I) when is_integer(I), I
 read_counter(C, I) ->
     erlang:error(badarg, [C, I]).
 
-counter_op(#emmap_counters{mem = Mem, count = N} = C, I, Op, V)
+counter_op(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N} = C, I, Op, V)
   when is_integer(I), I >= 0, I < N, is_integer(V) ->
-    case patomic(Mem, ?CNT_HEADER + 8 * I, Op, V) of
+    case emmap_nif:patomic(R, ?CNT_HEADER + 8 * I, Op, V) of
         {ok, Old} -> Old;
         {error, Reason} -> erlang:error({emmap_counters, Reason}, [C, I, V])
     end;
