@@ -9,9 +9,10 @@ packages=(meson ninja-build g++ pkg-config libgtest-dev libbenchmark-dev liburin
 if [ "${EMMAP_DEPS:-}" = test ]; then
   packages+=(rebar3 elixir erlang-dialyzer erlang-edoc git)
 fi
-# scripts/bench.sh draws its chart with gnuplot.
+# scripts/bench.sh draws its chart with gnuplot; scripts/bench-instructions.sh
+# counts instructions with perf (and bc for the ratios).
 if [ "${EMMAP_DEPS:-}" = bench ]; then
-  packages+=(gnuplot-nox)
+  packages+=(gnuplot-nox linux-perf bc)
 fi
 
 missing=()
