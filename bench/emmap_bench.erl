@@ -57,7 +57,7 @@ main(Args) ->
          {"pread 40 B, 2 processes vs 1", 1.7,
           fun() -> parallel(1, fun() -> loop_pread(M, Offs40, 40, N40) end) end,
           fun() -> parallel(2, fun() -> loop_pread(M, Offs40, 40, N40) end) end, N40},
-         {"queue push+pop {event,12345,<<..>>}", 0.5,
+         {"queue push+pop (small term)", 0.5,
           fun() -> loop_codec(?EVENT, NQ) end,
           fun() -> loop_queue(Q, ?EVENT, NQ) end, NQ}],
     io:format("~-34s ~14s ~14s ~8s ~6s~n", ["shape", "emmap ops/s", "floor ops/s", "ratio", "goal"]),
@@ -86,16 +86,17 @@ main(Args) ->
           fun() -> loop_floor_pwrite(OffsSmall, Bin40, N40) end,
           fun() -> loop_pwrite(M, OffsSmall, Bin40, N40) end, N40}],
     io:format("~n~-34s ~14s ~14s ~8s ~6s~n", ["shape vs a bare NIF", "emmap ops/s", "bare NIF ops/s", "ratio", "goal"]),
-    Results = Results0 ++ [run_shape(S, Rounds) || S <- NifShapes],
+    %% In the chart, these are told apart from the shapes above by a prefix.
+    Results = Results0 ++ [{"NIF: " ++ Name, R, G} || {Name, R, G} <- [run_shape(S, Rounds) || S <- NifShapes]],
     emmap:close_counters(C),
     emmap:close(D), emmap:close(M),
     nif_floor(Atomics, NAt),
     queue_latency(Q, 100000),
-    queue_two_vms(QFile, Q, 100000),
+    TwoVms = queue_two_vms(QFile, Q, 100000),
     emmap_queue:close(Q),
     queue_sync_always(500, Rounds),
     SyncResults = sync_shapes(Rounds),
-    AllResults = Results ++ SyncResults,
+    AllResults = Results ++ [TwoVms | SyncResults],
     write_data("ratios.dat",
                [io_lib:format("\"~s\" ~.3f ~.2f~n", [Name, Ratio, Goal]) || {Name, Ratio, Goal} <- AllResults]),
     Missed = [Name || {Name, Ratio, Goal} <- AllResults, Ratio < Goal],
@@ -302,8 +303,9 @@ queue_two_vms(File, Q, N) ->
     T2 = erlang:monotonic_time(microsecond) - T0,
     One = N * 1.0e6 / T1,
     Two = 2 * N * 1.0e6 / T2,
-    io:format("queue push+pop pairs/s: 1 VM ~w, 2 VMs on one file ~w (~.2fx)~n",
-              [round(One), round(Two), Two / One]).
+    io:format("queue push+pop pairs/s: 1 VM ~w, 2 VMs on one file ~w (~.2fx, goal 0.60x)~n",
+              [round(One), round(Two), Two / One]),
+    {"queue, 2 VMs vs 1", Two / One, 0.6}.
 
 %% {sync, always}: every push is on stable storage when it returns (one
 %% msync of the header and the live records, inside the lock). The floor is
