@@ -215,8 +215,12 @@ Error PosixBackend::for_each_hole(FileId fd, std::uint64_t from, std::uint64_t t
   // Another process can write into a hole between the two lseeks (ext4
   // reports reserved, unwritten blocks as a hole until a page there is
   // dirty): then the hole is empty and the walk asks again from there.
-  // Holes only ever turn into data here, so asking again moves on; the
-  // bound is for a file system that keeps contradicting itself.
+  // Holes only ever turn into data, so asking again moves on. A writer
+  // storing page after page can keep one step ahead of the walk, though:
+  // after a few empty answers in a row the rest of the range is filled in
+  // one call (reserving blocks that exist already changes nothing). The
+  // walk never gives up with a hole left, or a full disk would be a SIGBUS
+  // later instead of an error now.
   int empty = 0;
   while (pos < to) {
     const off_t hole = ::lseek(fd, static_cast<off_t>(pos), SEEK_HOLE);
@@ -228,10 +232,11 @@ Error PosixBackend::for_each_hole(FileId fd, std::uint64_t from, std::uint64_t t
     if (data >= 0) hole_end = std::min(to, static_cast<std::uint64_t>(data));
     else if (errno != ENXIO) return last_error();  // ENXIO: a hole up to the end
     if (hole_end <= static_cast<std::uint64_t>(hole)) {
-      if (++empty > 64) return {};
+      if (++empty >= kEmptyHolesInARow) return fill(fd, static_cast<std::uint64_t>(hole), to);
       pos = static_cast<std::uint64_t>(hole);
       continue;
     }
+    empty = 0;
     if (Error e = fill(fd, static_cast<std::uint64_t>(hole), hole_end)) return e;
     pos = hole_end;
   }

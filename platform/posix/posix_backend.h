@@ -76,7 +76,10 @@ class PosixBackend : public MappingBackend {
   // Should leave the length unchanged when it fails (the portable version
   // may leave it longer, never shorter).
   virtual Error extend(FileId fd, std::uint64_t size, std::uint64_t end, bool locked) noexcept;
-  // Calls fill(fd, a, b) for each hole [a, b) of [from, to) (SEEK_HOLE).
+  // Calls fill(fd, a, b) for each hole [a, b) of [from, to) (SEEK_HOLE);
+  // after kEmptyHolesInARow holes that data filled before fill could run
+  // (a concurrent writer), fill(fd, a, to) once for all that is left.
+  static constexpr int kEmptyHolesInARow = 8;
   static Error for_each_hole(FileId fd, std::uint64_t from, std::uint64_t to,
                              Error (*fill)(FileId, std::uint64_t, std::uint64_t)) noexcept;
   // Raises the length to `end` by writing zeros from `size` (reserves the
