@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <tuple>
 
 namespace emmap {
 
@@ -341,6 +342,14 @@ Result<std::shared_ptr<Region>> Mapping::pin() noexcept {
   if (!region_) return Error(Errc::closed);
   return region_;
 }
+
+// ---- atomics ---------------------------------------------------------------
+
+// The atomics are inline (mapping.h), so callers built against this header
+// need no call; their symbols stay in the library for programs built when
+// they were not (taking their addresses emits them here, exported).
+[[gnu::used]] const auto kExportedAtomics = std::make_tuple(
+    &Mapping::atomic_fetch, &Mapping::atomic_cas, &Mapping::atomic_load, &Mapping::atomic_store);
 
 // ---- size and durability -------------------------------------------------
 
