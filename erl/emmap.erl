@@ -40,7 +40,7 @@
 -type open_option() ::
         read | write | read_write | create | truncate | shared | private | direct | lock | nolock | mlock
       | auto_unlink | anon | populate | nonblock | noreserve | nocache | uninitialized
-      | shared_validate | sync | hugetlb | huge_2mb | huge_1gb | fixed | fixed_size | fit
+      | shared_validate | sync | dax_if_available | hugetlb | huge_2mb | huge_1gb | fixed | fixed_size | fit
       | debug | {address, pos_integer()} | {chmod, non_neg_integer()}
       | {size, non_neg_integer()} | {max_inc_size, pos_integer()}.
 -type open_info() :: #{exist := boolean(), size := non_neg_integer(), ignored := [open_option()]}.
@@ -91,9 +91,18 @@ close(Mem) ->
             report("closed ~tp", [Path])
     end.
 
-%% @doc `#{size, path, mode, options, backend, ignored, position}'.
+%% @doc `#{size, path, mode, options, backend, ignored, position,
+%% persistence, device_dax}'.
 %% `backend' is the OS backend of this build: `linux', `darwin' (no resize
 %% of a live map: `{error, fixed_size}') or `bsd'; README.md, "Backends".
+%% `persistence' says how `sync' makes the map durable: `msync' (through
+%% the page cache), `flush' (persistent memory: the range's cache lines are
+%% flushed, then one fence; no system call) or `eadr' (persistent memory
+%% whose CPU caches are persistent: a fence). A map gets `flush' or `eadr'
+%% with `sync' (MAP_SYNC), with `dax_if_available' on a DAX file, on a
+%% device DAX (`device_dax' is then `true'), and for every shared file map
+%% while `EMMAP_PMEM_FORCE=1' is in the environment (README.md,
+%% "Persistent memory").
 -spec info(mmap_file()) -> map() | {error, closed}.
 info(Mem) ->
     case emmap_nif:info(res(Mem)) of
@@ -210,7 +219,8 @@ truncate(Mem) ->
 %%% Size and durability
 %%% ---------------------------------------------------------------------------
 
-%% @doc Returns when the whole map is on stable storage (never MS_ASYNC).
+%% @doc Returns when the whole map is on stable storage (never MS_ASYNC;
+%% on persistent memory a cache-line flush, see `info/1').
 -spec sync(mmap_file()) -> ok | {error, reason()}.
 sync(Mem) -> emmap_nif:sync(res(Mem), 0, ?ALL).
 
@@ -231,7 +241,9 @@ flush(Mem) -> sync(Mem).
 
 %% @doc Starts a sync in the background; the caller later receives
 %% `{emmap_sync, Ref, ok | {error, Reason}}'. `{error, eagain}' when 256
-%% syncs are already in flight in the VM (each holds a descriptor).
+%% syncs are already in flight in the VM (each holds a descriptor). On
+%% persistent memory (`persistence' `flush' or `eadr') a background thread
+%% flushes the map: no system call, no io_uring.
 -spec sync_async(mmap_file()) -> {ok, reference()} | {error, reason()}.
 sync_async(Mem) ->
     R = res(Mem),

@@ -89,7 +89,13 @@
   X(epoch, "epoch")                         \
   X(repairs, "repairs")                     \
   X(strict, "strict")                       \
-  X(syncs, "syncs")
+  X(syncs, "syncs")                         \
+  X(dax_if_available, "dax_if_available")   \
+  X(persistence, "persistence")             \
+  X(msync, "msync")                         \
+  X(flush, "flush")                         \
+  X(eadr, "eadr")                           \
+  X(device_dax, "device_dax")
 
 struct Atoms {
 #define EMMAP_ATOM_FIELD(name, text) ERL_NIF_TERM name;

@@ -375,7 +375,7 @@ ERL_NIF_TERM write_at(Call& c, HandleRes* h, std::uint64_t pos, const ErlNifBina
   const Error e = h->map->with_writable(
       pos, data.size,
       [&](char* dst, std::size_t n) -> Error {
-        if (n) std::memcpy(dst, data.data, n);
+        h->map->store(dst, data.data, n);  // memcpy; non-temporal on persistent memory
         return {};
       },
       c.wait());

@@ -76,6 +76,7 @@ ERL_NIF_TERM parse_options(ErlNifEnv* env, Priv* p, ERL_NIF_TERM list, OpenOptio
       else if (head == a.nocache) o->nocache = true;
       else if (head == a.uninitialized) o->uninitialized = true;
       else if (head == a.sync) o->map_sync = true;
+      else if (head == a.dax_if_available) o->dax_if_available = true;
       else if (head == a.hugetlb) o->huge = HugePages::default_size;
       else if (head == a.huge_2mb) o->huge = HugePages::size_2mb;
       else if (head == a.huge_1gb) o->huge = HugePages::size_1gb;
@@ -139,7 +140,9 @@ ERL_NIF_TERM info_map(ErlNifEnv* env, Priv* p, HandleRes* h) {
   const Mapping& m = *h->map;
   const std::string_view backend = m.backend().name();
   ERL_NIF_TERM mode = m.writable() ? a.read_write : a.read;
-  ERL_NIF_TERM keys[] = {a.size, a.path, a.mode, a.options, a.backend, a.ignored, a.position, a.closed};
+  const Persistence pers = m.persistence();
+  ERL_NIF_TERM keys[] = {a.size,     a.path,   a.mode,        a.options,    a.backend,
+                         a.ignored,  a.position, a.closed,    a.persistence, a.device_dax};
   ERL_NIF_TERM vals[] = {
       enif_make_uint64(env, m.size()),
       enif_make_copy(env, h->path_term),
@@ -149,6 +152,8 @@ ERL_NIF_TERM info_map(ErlNifEnv* env, Priv* p, HandleRes* h) {
       0,
       enif_make_uint64(env, h->position.load(std::memory_order_relaxed)),
       m.closed() ? a.true_ : a.false_,
+      pers == Persistence::flush ? a.flush : pers == Persistence::eadr ? a.eadr : a.msync,
+      m.device_dax_align() ? a.true_ : a.false_,
   };
   vals[5] = ignored_list(env, p, m, h->flags);
   ERL_NIF_TERM map;

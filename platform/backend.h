@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,6 +65,20 @@ enum class LockState : std::uint8_t {
   acquired,    // held now
   owner_died,  // held now; the previous holder died holding it: repair, then mark consistent
   busy,        // not taken (only when not waiting)
+};
+
+// How the stores to a map become durable (see persist() and sync()).
+enum class Persistence : std::uint8_t {
+  msync,  // through the page cache: msync(MS_SYNC) (and F_FULLFSYNC where needed)
+  flush,  // persistent memory (DAX): flush the range's cache lines, then one store fence
+  eadr,   // persistent memory whose CPU caches are in the persistence domain: a store fence
+};
+
+// A device-DAX character device (/dev/daxX.Y): no file system, a fixed
+// size, and every mapping aligned to the device's alignment.
+struct DeviceDax {
+  std::uint64_t size = 0;   // bytes the device holds
+  std::uint64_t align = 0;  // offsets and lengths of mappings are multiples of this
 };
 
 // Called once an asynchronous sync has finished, on the backend's own thread.
@@ -185,6 +200,25 @@ class MappingBackend {
   // past the drive cache; cache-line flush on MAP_SYNC maps). `addr` page
   // aligned. Errors: eio, enomem (range not mapped), einval.
   virtual Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept = 0;
+  // Makes [addr, addr+len) of a persistent-memory map durable with no
+  // system call: `flush` flushes every cache line the range touches (the
+  // instruction chosen at load, see flush_instruction()) then fences once;
+  // `eadr` only fences; `msync` is not a persist (the caller uses sync()).
+  // Any alignment. Never fails.
+  virtual void persist(const void* addr, std::size_t len, Persistence p) noexcept;
+  // Whether a shared file map must act as if it were on DAX without asking
+  // the kernel for MAP_SYNC (EMMAP_PMEM_FORCE=1, after PMDK's
+  // PMEM_IS_PMEM_FORCE; read at every open, for tests and development).
+  virtual bool pmem_forced() const noexcept;
+  // The persistence a DAX map gets on this machine: eadr where the
+  // platform says the CPU caches are persistent, flush where the CPU has a
+  // cache-line flush, else msync (which works on DAX too).
+  virtual Persistence dax_persistence() const noexcept;
+  // Whether `fd` is a device-DAX character device, and then its size and
+  // alignment (Linux: from sysfs). Errors: enodev (a device DAX whose
+  // sysfs attributes cannot be read), eio.
+  virtual Result<std::optional<DeviceDax>> device_dax(FileId fd) const noexcept;
+
   // Errors: einval, enomem, eagain.
   virtual Error advise(void* addr, std::size_t len, Advice advice) noexcept = 0;
   // mlock. Errors: enomem (RLIMIT_MEMLOCK), eperm, eagain.
@@ -239,6 +273,38 @@ enum FaultKind : std::uint8_t {
 // Set on a thread whose access just faulted; the core clears it. constinit:
 // no TLS wrapper call (and its check) on every access.
 extern thread_local constinit std::uint8_t t_fault __attribute__((tls_model("initial-exec")));
+
+// ---- persistent memory: the CPU side (platform/posix/pmem.cpp) --------------------
+// The cache-line flush chosen once, at load, from CPUID (x86: clwb, else
+// clflushopt, else clflush; arm64: dc cvap where the CPU has it, else
+// dc cvac), or none (no flush known: DAX maps use msync). The environment
+// variable EMMAP_PMEM_FLUSH=clflush|clflushopt|clwb (read once) forces a
+// weaker x86 one for tests; a name this CPU lacks is ignored.
+enum class FlushInsn : std::uint8_t { none, clflush, clflushopt, clwb, dc_cvac, dc_cvap };
+FlushInsn flush_instruction() noexcept;
+std::string_view flush_name(FlushInsn f) noexcept;
+// The choice itself, for tests: the best of `available` (a bit per
+// FlushInsn value), or `forced` when it names an available one.
+FlushInsn choose_flush(std::uint32_t available, const char* forced) noexcept;
+// Bits of the FlushInsn values this CPU has.
+std::uint32_t available_flushes() noexcept;
+inline constexpr std::size_t kCacheLine = 64;
+// Flushes every line of [addr, addr+len) with flush_instruction(); no fence.
+void pmem_flush(const void* addr, std::size_t len) noexcept;
+// The store fence that orders flushes and non-temporal stores before later stores.
+void pmem_fence() noexcept;
+// Copies with non-temporal stores (the lines only partly written are
+// copied and flushed); followed by pmem_fence() the bytes are durable. Where
+// the CPU has no non-temporal store, memcpy then pmem_flush.
+void pmem_copy_nt(void* dst, const void* src, std::size_t len) noexcept;
+// Below this many bytes a write to persistent memory is a plain copy (a
+// persist flushes it later); from it on, non-temporal stores (PMDK's
+// movnt threshold; see bench/pmem_bench.cpp).
+inline constexpr std::size_t kNtThreshold = 256;
+// Test hook: when set, called with the address of every cache line a
+// persist flushes (before it is flushed). Not for production use.
+using FlushObserver = void (*)(void* ctx, const void* line);
+void set_flush_observer(FlushObserver f, void* ctx) noexcept;
 
 // Asymmetric memory barrier for the core's AccessGate. When available,
 // heavy_barrier() makes every thread of the process execute a full memory

@@ -102,6 +102,7 @@ std::uint64_t resize_policy(std::uint64_t current, std::uint64_t max_inc, std::s
 }
 
 std::size_t Mapping::granularity() const noexcept {
+  if (devdax_align_) return static_cast<std::size_t>(devdax_align_);  // the device refuses anything else
   switch (options_.huge) {
     case HugePages::none: return backend_->page_size();
     case HugePages::default_size:
@@ -194,7 +195,9 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   if (o.truncate && !o.write) return Error(Errc::einval);
   if (o.anonymous && offset != 0) return Error(Errc::einval);
   if (!o.anonymous && path.find('\0') != std::string_view::npos) return Error(Errc::einval);
-  if (o.map_sync && !caps.map_sync) return Error(Errc::eopnotsupp);
+  // Forced persistent memory (tests, development): no MAP_SYNC is asked for.
+  const bool forced = !o.anonymous && o.sharing != Sharing::private_ && backend->pmem_forced();
+  if (o.map_sync && !caps.map_sync && !forced) return Error(Errc::eopnotsupp);
   if (o.huge != HugePages::none && (!caps.huge_pages || !o.anonymous)) return Error(Errc::eopnotsupp);
 
   std::shared_ptr<Mapping> m;
@@ -249,7 +252,34 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
     if (!st) return fail(st.error());
     file_size = st->size;
     regular = st->regular;
+    auto dd = backend->device_dax(m->fd_);
+    if (!dd) return fail(dd.error());
+    if (*dd) {
+      // Device DAX: no file system under it (nothing to truncate, allocate
+      // or resize), shared maps only, aligned to the device's alignment.
+      const DeviceDax dev = **dd;
+      if (o.truncate || o.sharing == Sharing::private_) return fail(Errc::einval);
+      const std::uint64_t want = length ? length : o.size && !o.fit ? *o.size : 0;
+      if (offset % dev.align || want % dev.align || offset > dev.size || want > dev.size - offset)
+        return fail(Errc::einval);
+      m->devdax_align_ = dev.align;
+      m->options_.fixed_size = true;
+      m->options_.map_sync = false;  // synchronous by nature: no file system metadata
+      m->persistence_ = backend->dax_persistence();
+      file_size = dev.size;
+      regular = false;
+      length = want ? want : dev.size - offset;
+    }
   }
+  if (!m->devdax_align_ && forced) {
+    m->options_.map_sync = false;
+    m->persistence_ = backend->dax_persistence();
+  } else if (!m->devdax_align_ && o.map_sync) {
+    m->persistence_ = backend->dax_persistence();
+  }
+  // dax_if_available: MAP_SYNC is tried when the memory is mapped (below).
+  const bool try_dax = !m->devdax_align_ && !forced && !o.map_sync && o.dax_if_available && !o.anonymous &&
+                       o.sharing != Sharing::private_ && caps.map_sync;
 
   // ---- the length ----
   std::uint64_t len = length;
@@ -261,7 +291,7 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   }
   if (offset > std::numeric_limits<std::uint64_t>::max() - len) return fail(Errc::einval);
   if (len > kMaxMapLen || offset > kMaxMapLen * 1024) return fail(Errc::enomem);
-  if (!o.anonymous && o.write) {
+  if (!o.anonymous && o.write && !m->devdax_align_) {
     // Blocks for what the map adds past the end, and for the holes of a
     // file someone made sparse (a store there on a full disk would be a
     // SIGBUS): not for `noreserve`, private maps (their stores never reach
@@ -290,7 +320,16 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
       return fail(Errc::enomem);
     }
   }
+  if (try_dax) m->options_.map_sync = true;
   auto region = m->new_region(map_len, reinterpret_cast<void*>(o.address));
+  if (try_dax) {
+    if (region) {
+      m->persistence_ = backend->dax_persistence();
+    } else if (region.error() == Errc::eopnotsupp || region.error() == Errc::einval) {
+      m->options_.map_sync = false;  // not on DAX: an ordinary shared map
+      region = m->new_region(map_len, reinterpret_cast<void*>(o.address));
+    }
+  }
   if (!region) return fail(region.error());
   m->region_ = std::move(*region);
   m->data_ = m->region_->base() + m->delta_;
@@ -330,8 +369,8 @@ Result<std::size_t> Mapping::read(std::uint64_t pos, void* dst, std::size_t len,
 Error Mapping::write(std::uint64_t pos, const void* src, std::size_t len, Wait w) noexcept {
   return with_writable(
       pos, len,
-      [src](char* p, std::size_t n) -> Error {
-        if (n > 0) std::memcpy(p, src, n);
+      [this, src](char* p, std::size_t n) -> Error {
+        store(p, src, n);
         return {};
       },
       w);
@@ -604,6 +643,14 @@ Error Mapping::sync_inside(std::uint64_t pos, std::uint64_t len) noexcept {
   if (pos > size_) return Errc::einval;
   len = std::min(len, size_ - pos);
   if (len == 0) return {};
+  if (persistence_ != Persistence::msync) {
+    // Persistent memory: exactly the range's lines, no system call. A
+    // flush touches the page like a load: a page lost to truncation is
+    // caught by the guard and answered as for any access.
+    if (Error e = begin_access()) return e;
+    backend_->persist(data_ + pos, static_cast<std::size_t>(len), persistence_);
+    return access_faulted();
+  }
   const std::size_t page = backend_->page_size();
   const auto start = reinterpret_cast<std::uintptr_t>(data_ + pos) / page * page;
   const auto end = reinterpret_cast<std::uintptr_t>(data_ + pos) + len;
@@ -660,7 +707,10 @@ Error Mapping::sync_async(SyncDone user_done) noexcept {
       pinned = region_;
     }
   }
-  if (dup != kNoFile && !options_.map_sync && backend_->capabilities().async_fsync) {
+  // Persistent memory: the background thread flushes the whole map (no
+  // system call, so no io_uring either).
+  const Persistence persistence = persistence_;
+  if (dup != kNoFile && persistence == Persistence::msync && backend_->capabilities().async_fsync) {
     if (!backend_->submit_async_fsync(dup, done)) {
       slot.held = false;  // the completion gives it back
       return {};
@@ -672,7 +722,11 @@ Error Mapping::sync_async(SyncDone user_done) noexcept {
   const bool queued = run_in_background([=, pinned = std::move(pinned), done = std::move(done)] {
     Error e;
     if (dup != kNoFile) {
-      e = len ? backend->sync(start, len, dup, map_sync) : Error();
+      if (persistence != Persistence::msync) {
+        if (len) backend->persist(start, len, persistence);
+      } else {
+        e = len ? backend->sync(start, len, dup, map_sync) : Error();
+      }
       (void)backend->close_file(dup);
     }
     done(e);

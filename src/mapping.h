@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -53,6 +54,7 @@ struct OpenOptions {
   bool nocache = false;        // hint: keep out of the page cache
   bool uninitialized = false;  // hint: anonymous pages need not be zeroed
   bool map_sync = false;       // DAX: MAP_SYNC; refused where unsupported
+  bool dax_if_available = false;  // MAP_SYNC where the file is on DAX, else an ordinary shared map
   HugePages huge = HugePages::none;  // refused where unsupported
   bool mlock = false;          // lock the pages in memory
   std::uintptr_t address = 0;  // nonzero: map exactly here, never replacing anything
@@ -102,9 +104,16 @@ class Mapping {
   // the file grows the file (blocks reserved: enospc here, never SIGBUS
   // later); a read-only one is clamped to the file's end.
   // Errors: einval (NUL in path, bad combination such as fixed without
-  // address, private with map_sync), eacces, enoent, eexist (address taken),
-  // enospc, efbig, eopnotsupp (map_sync without DAX, huge pages where
-  // unsupported), enomem, and other open(2)/mmap(2) codes.
+  // address, private with map_sync; on a device DAX: truncate, private, an
+  // offset or length not a multiple of its alignment, a range past its
+  // end), eacces, enoent, eexist (address taken), enospc, efbig, eopnotsupp
+  // (map_sync without DAX, huge pages where unsupported), enodev (a device
+  // DAX whose sysfs cannot be read), enomem, and other open(2)/mmap(2) codes.
+  //
+  // Persistence (see persistence()): a map with MAP_SYNC (`map_sync`, or
+  // `dax_if_available` on a DAX file), a device DAX, and any shared file
+  // map while the backend is forced (EMMAP_PMEM_FORCE=1, no MAP_SYNC
+  // asked for) persist by cache-line flush (or a fence with eADR).
   static Result<Opened> open(std::string_view path, std::uint64_t offset, std::uint64_t length,
                              const OpenOptions& options,
                              std::shared_ptr<MappingBackend> backend = make_backend());
@@ -120,6 +129,23 @@ class Mapping {
   std::uint32_t ignored() const noexcept { return ignored_; }
   bool closed() const noexcept;
   bool writable() const noexcept { return options_.write; }
+  // How sync() makes stores durable: msync, or on persistent memory a
+  // cache-line flush (flush) or a store fence (eadr), with no system call.
+  Persistence persistence() const noexcept { return persistence_; }
+  // The alignment of a device-DAX map (0: not a device DAX).
+  std::uint64_t device_dax_align() const noexcept { return devdax_align_; }
+  // Copies n bytes into the map at dst (inside with_writable()): on a
+  // flush-persistence map, large copies go around the cache with
+  // non-temporal stores and one fence (durable on return, as PMDK's
+  // pmem_memcpy_persist); otherwise memcpy.
+  void store(char* dst, const void* src, std::size_t n) const noexcept {
+    if (persistence_ == Persistence::flush && n >= kNtThreshold) {
+      pmem_copy_nt(dst, src, n);
+      pmem_fence();
+    } else if (n) {
+      std::memcpy(dst, src, n);
+    }
+  }
   const MappingBackend& backend() const noexcept { return *backend_; }
   const std::shared_ptr<MappingBackend>& shared_backend() const noexcept { return backend_; }
 
@@ -178,13 +204,17 @@ class Mapping {
   Result<std::uint64_t> resize(std::uint64_t new_size) noexcept;
   // Grows by resize_policy(). Same errors.
   Result<std::uint64_t> grow() noexcept;
-  // Durable on return (never MS_ASYNC). Errors: einval, eio, closed.
+  // Durable on return (never MS_ASYNC). On a flush/eadr map: the cache
+  // lines of exactly [pos, pos+len) are flushed, then one fence; no system
+  // call. Errors: einval, eio, closed, and on a flush/eadr map truncated,
+  // sigbus (a page lost to truncation).
   Error sync(std::uint64_t pos, std::uint64_t len) noexcept;
   Error sync() noexcept;
   // Starts sync() of the whole map and returns at once; done(result) runs
   // later on a background thread (the io_uring completion thread where the
   // backend has one: IORING_OP_FSYNC with datasync, equivalent on Linux to
-  // msync(MS_SYNC) of every shared page). At most kMaxAsyncSyncs jobs are
+  // msync(MS_SYNC) of every shared page; on a flush/eadr map the
+  // background thread flushes the map, no system call). At most kMaxAsyncSyncs jobs are
   // in flight in the process (each holds a descriptor): past that, eagain.
   // Errors (done is then not called): closed, enomem, emfile, eagain.
   Error sync_async(SyncDone done) noexcept;
@@ -279,6 +309,8 @@ class Mapping {
   std::uint32_t ignored_ = 0;
   FileId fd_ = kNoFile;
   bool fill_holes_ = false;           // growth gives the file's holes blocks too (see open)
+  Persistence persistence_ = Persistence::msync;
+  std::uint64_t devdax_align_ = 0;    // device DAX: its alignment (the map's granularity)
   std::uint64_t aligned_offset_ = 0;  // file offset of the region's base
   std::size_t delta_ = 0;             // user offset - aligned offset (< granularity)
 

@@ -112,9 +112,16 @@ struct View {
   Header* h;
   char* data;
 
+  // On persistent memory (a flush/eadr map) the map, for commit(): a
+  // store reaches the media line by line, in any order, unless flushed.
+  Mapping* pmem = nullptr;
+
   View(char* b, std::uint64_t size)
       : base(b), avail(size > kHeaderSize ? (size - kHeaderSize) & ~std::uint64_t{7} : 0),
         h(reinterpret_cast<Header*>(b)), data(b + kHeaderSize) {}
+  View(char* b, std::uint64_t size, Mapping& m) : View(b, size) {
+    if (m.persistence() != Persistence::msync) pmem = &m;
+  }
 
   bool formatted() const { return std::memcmp(h->magic, kMagic, sizeof kMagic) == 0 && h->version == kVersion; }
   std::atomic_ref<std::uint64_t> current() const { return std::atomic_ref<std::uint64_t>(h->current); }
@@ -137,6 +144,12 @@ struct View {
     if (!plausible(next)) return Errc::corrupt;
     const std::uint64_t idle = (current().load(std::memory_order_relaxed) & 1) ^ 1;
     h->slot[idle] = next;
+    if (pmem && (flags().load() & kStrict)) {
+      // Persistent memory: the slot's lines are on the media before the
+      // word that points at them can be (an evicted `current` line beside
+      // an older slot would bring back a state from two commits ago).
+      if (Error e = pmem->sync_inside(reinterpret_cast<char*>(&h->slot[idle]) - base, sizeof(State))) return e;
+    }
     current().store(idle, std::memory_order_release);  // the commit point: one 8-byte store
     return {};
   }
@@ -466,10 +479,17 @@ struct Queue::Ctx {
     return e;
   }
 
+  // Persistent memory: sync_range flushes exactly its bytes, and every
+  // record of a strict file was flushed by its writer before the commit
+  // that lists it (see push_body), so durability needs only the header's
+  // commit lines: no msync of everything up to the tail.
+  bool pmem() const { return v.pmem != nullptr; }
+
   // The header (and so the live state) on stable storage; the durable copy
-  // catches up.
+  // catches up. Only its first bytes matter (magic, current, flags, the two
+  // slots); on a page-cache map this syncs the whole header page anyway.
   Error sync_header() const {
-    if (Error e = sync_range(0, kHeaderSize)) return e;
+    if (Error e = sync_range(0, offsetof(Header, durable))) return e;
     v.mark_durable(v.live());
     return {};
   }
@@ -574,7 +594,7 @@ Error Queue::locked(Wait w, F&& body) noexcept {
     Error e = map_->with_map(
         [&](char* base, std::uint64_t size) -> Error {
           if (size < kHeaderSize) return Errc::corrupt;
-          View v(base, size);
+          View v(base, size, *map_);
           if (!v.formatted()) return Errc::corrupt;
           layout = v.layout().load(std::memory_order_acquire);
           if (layout != seen_layout_.load(std::memory_order_relaxed) ||
@@ -600,7 +620,16 @@ Error Queue::locked(Wait w, F&& body) noexcept {
           if (options_.durability != Durability::never && !(v.flags().load() & kStrict)) {
             // This handle's promise needs every handle's care from now on;
             // the durable copy must be right before anyone relies on it.
+            // On persistent memory the records pushed so far were never
+            // flushed: they are now, once.
             if (!c.can_block) return Errc::ebusy;
+            if (c.pmem()) {
+              Segment seg[2];
+              const int n = segments(v.live(), seg);
+              for (int i = 0; i < n; ++i) {
+                if (Error pe = c.sync_range(kHeaderSize + seg[i].from, seg[i].to - seg[i].from)) return pe;
+              }
+            }
             if (Error se = c.sync_header()) return se;
             v.flags().fetch_or(kStrict);
           }
@@ -660,7 +689,7 @@ std::optional<Error> Queue::fast(F&& body) noexcept {
   Error e = map_->with_map(
       [&](char* base, std::uint64_t size) -> Error {
         if (size < kHeaderSize) return {};
-        View v(base, size);
+        View v(base, size, *map_);
         if (!v.formatted()) return {};
         void* lock = base + kLockOffset;
         auto st = backend.shared_lock_acquire(lock, 0);
@@ -794,7 +823,7 @@ Error Queue::setup_alone(std::uint64_t initial) noexcept {
   if (m.size() < kHeaderSize) return Errc::corrupt;  // too short to be a queue
   return m.with_map(
       [&](char* base, std::uint64_t size) -> Error {
-        View v(base, size);
+        View v(base, size, m);
         if (std::memcmp(v.h->magic, kMagic, sizeof kMagic) == 0) {
           if (v.h->version != kVersion) return Errc::unsupported_version;
           // A word outside the checksummed state: one we could not have
@@ -818,8 +847,16 @@ Error Queue::setup_alone(std::uint64_t initial) noexcept {
           s.capacity = v.avail;
           if (Error e = v.commit(s)) return e;  // writes slot 0 and makes it current
           v.mark_durable(v.live());
+          // Persistent memory: the header is on the media before the magic
+          // that makes it valid can be (lines reach it in any order).
+          if (v.pmem) {
+            if (Error e = m.sync_inside(0, sizeof(Header))) return e;
+          }
           std::atomic_thread_fence(std::memory_order_release);
           std::memcpy(v.h->magic, kMagic, sizeof kMagic);  // last: a torn format is never taken as valid
+          if (v.pmem) {
+            if (Error e = m.sync_inside(0, sizeof kMagic)) return e;
+          }
           report_.initialised = true;
         }
         // Nobody else has the file open: whatever the lock word says (a
@@ -936,6 +973,11 @@ Error Queue::push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_
     next.tail = pos + need;
   }
   v.write(pos, kind, data, len, s.push_seq, s.epoch);
+  if (strict && c.pmem()) {
+    // Persistent memory: the record is on the media before any commit
+    // that lists it (whichever handle commits next): flushed, fenced.
+    if (Error e = c.sync_range(kHeaderSize + pos, need)) return e;
+  }
   next.count = s.count + 1;
   next.push_seq = s.push_seq + 1;
   next.last = pos;
@@ -948,7 +990,9 @@ Error Queue::push_body(Ctx& c, std::uint8_t kind, const void* data, std::uint32_
     // Everything up to the new tail, whoever wrote it, and the header.
     const State& now = v.live();
     const std::uint64_t end = now.wrap ? now.wrap : now.tail;
-    if (Error e = c.sync_range(0, kHeaderSize + end)) {
+    // Persistent memory: the records are flushed already (above, and by
+    // every other writer of this strict file): the commit lines only.
+    if (Error e = c.pmem() ? c.sync_range(0, offsetof(Header, durable)) : c.sync_range(0, kHeaderSize + end)) {
       (void)v.commit(before);  // not acknowledged: not in the queue either
       return e;
     }
@@ -1303,7 +1347,9 @@ Error Queue::sync(Wait w) noexcept {
   // it (a record reused under a header that still lists it). Nothing
   // changes while this runs; what is committed now is durable after it.
   return locked(w, [&](Ctx& c) -> Error {
-    if (Error e = c.sync_range(0, UINT64_MAX)) return e;
+    // Persistent memory: records are flushed before their commits (the
+    // file is strict), so what is committed is durable once the header is.
+    if (Error e = c.pmem() ? c.sync_header() : c.sync_range(0, UINT64_MAX)) return e;
     c.v.mark_durable(c.v.live());
     syncs_.fetch_add(1, std::memory_order_relaxed);
     return {};

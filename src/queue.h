@@ -63,6 +63,11 @@
 //             what was committed when it began is durable when it returns.
 //             It syncs inside the lock: nothing changes while the kernel
 //             writes pages back one at a time.
+// On persistent memory (a map with flush/eadr persistence) every "sync"
+// above is a flush of exactly the bytes concerned, no system call: a strict
+// file's writers flush each record before the commit that lists it, a
+// commit flushes its slot before `current`, and always/interval then flush
+// only the header's commit lines (the records are on the media already).
 // With always/interval in use on a file ("strict") every handle obeys:
 //   - space is reused only when the durable state does not still hold a
 //     record there (else the header is synced first: the durable copy

@@ -16,6 +16,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -96,6 +97,7 @@ class FaultyBackend final : public MappingBackend {
     return real_->duplicate_file(fd);
   }
   Error submit_async_fsync(FileId fd, SyncDone done) noexcept override {
+    ++async_fsync_calls;
     if (refuse_async) return Errc::eagain;  // as a full ring: the core's thread does the sync
     return real_->submit_async_fsync(fd, std::move(done));
   }
@@ -145,6 +147,19 @@ class FaultyBackend final : public MappingBackend {
       return Error(Errc::eio, 5);
     }
     return real_->sync(a, l, fd, ms);
+  }
+  // Persistent memory: forwarded (persist counted; it can never fail).
+  std::atomic<int> persist_calls{0};
+  std::atomic<int> async_fsync_calls{0};
+  void persist(const void* a, std::size_t l, Persistence p) noexcept override {
+    ++persist_calls;
+    real_->persist(a, l, p);
+  }
+  bool pmem_forced() const noexcept override { return real_->pmem_forced(); }
+  Persistence dax_persistence() const noexcept override { return real_->dax_persistence(); }
+  Result<std::optional<DeviceDax>> device_dax(FileId fd) const noexcept override {
+    if (Error e = inject("device_dax")) return e;
+    return real_->device_dax(fd);
   }
   Error advise(void* a, std::size_t l, Advice ad) noexcept override {
     if (Error e = inject("advise")) return e;

@@ -6,7 +6,15 @@
 // current one; the length is the durable one or the current one.
 //
 // sync() makes the range durable in the model and calls no msync: the
-// model is the disk, and the tests stay fast. Before every call the
+// model is the disk, and the tests stay fast.
+//
+// With `pmem` the file is persistent memory (the backend says forced, so
+// maps persist by flush): the unit that reaches the media is a 64-byte
+// cache line, not a page. A store is durable only once persist() flushed
+// its line, or when the CPU evicts the line (write_back_random, any dirty
+// line at any moment); a crash image holds any subset of the dirty lines.
+// A line that reaches the media past the durable length brings the length
+// with it (MAP_SYNC: the file's metadata is durable at the write fault). Before every call the
 // backend runs `on_call`: the test's crash points (and where it
 // interleaves a second handle's operations).
 #pragma once
@@ -32,8 +40,9 @@ class PowerLossBackend final : public MappingBackend {
   static constexpr std::size_t kPage = 4096;
 
   // `durable`: what the disk holds when the model starts (the file's bytes).
-  PowerLossBackend(std::shared_ptr<MappingBackend> real, std::string path, std::string durable)
-      : real_(std::move(real)), path_(std::move(path)), disk_(std::move(durable)), disk_size_(disk_.size()) {}
+  PowerLossBackend(std::shared_ptr<MappingBackend> real, std::string path, std::string durable, bool pmem = false)
+      : real_(std::move(real)), path_(std::move(path)), disk_(std::move(durable)), disk_size_(disk_.size()),
+        pmem_(pmem), unit_(pmem ? kCacheLine : kPage) {}
   ~PowerLossBackend() override {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -41,6 +50,7 @@ class PowerLossBackend final : public MappingBackend {
   std::function<void()> on_call;  // runs before every backend call
   bool lock_held() const { return lock_depth_ > 0; }
   int syncs() const { return syncs_; }
+  int persists() const { return persists_; }
 
   // The file as the page cache holds it now.
   std::string current() const {
@@ -62,17 +72,19 @@ class PowerLossBackend final : public MappingBackend {
   void write_back_random(std::mt19937_64& rng) {
     const std::string cur = current();
     std::vector<std::size_t> dirty;
-    for (std::size_t p = 0; p * kPage < cur.size(); ++p) {
-      if (page(disk_, p) != page(cur, p)) dirty.push_back(p);
+    for (std::size_t p = 0; p * unit_ < cur.size(); ++p) {
+      if (unit(disk_, p) != unit(cur, p)) dirty.push_back(p);
     }
-    if (!dirty.empty()) store_page(cur, dirty[rng() % dirty.size()]);
+    if (!dirty.empty()) store_unit(cur, dirty[rng() % dirty.size()]);
     if (rng() % 3 == 0) disk_size_ = cur.size();
   }
 
   // The kernel writes page `p` back (its current bytes become durable).
   void write_back_page(std::size_t p) {
     const std::string cur = current();
-    if (p * kPage < cur.size()) store_page(cur, p);
+    if (p * kPage < cur.size()) {
+      for (std::size_t u = p * kPage / unit_; u < (p + 1) * kPage / unit_ && u * unit_ < cur.size(); ++u) store_unit(cur, u);
+    }
   }
 
   // What the disk holds if the power goes now and no dirty page made it.
@@ -99,13 +111,13 @@ class PowerLossBackend final : public MappingBackend {
     const std::string cur = current();
     const std::size_t size = rng() % 2 ? disk_size_ : cur.size();
     std::string img(size, '\0');
-    for (std::size_t p = 0; p * kPage < size; ++p) {
-      std::string bytes = page(disk_, p);
-      const std::string now = page(cur, p);
-      if (p * kPage < cur.size() && bytes != now && rng() % 2) bytes = now;
-      const std::size_t n = std::min(kPage, size - p * kPage);
-      bytes.resize(kPage, '\0');
-      img.replace(p * kPage, n, bytes, 0, n);
+    for (std::size_t p = 0; p * unit_ < size; ++p) {
+      std::string bytes = unit(disk_, p);
+      const std::string now = unit(cur, p);
+      if (p * unit_ < cur.size() && bytes != now && rng() % 2) bytes = now;
+      const std::size_t n = std::min(unit_, size - p * unit_);
+      bytes.resize(unit_, '\0');
+      img.replace(p * unit_, n, bytes, 0, n);
     }
     return img;
   }
@@ -212,6 +224,25 @@ class PowerLossBackend final : public MappingBackend {
     disk_size_ = current().size();
     return {};
   }
+  // Persistent memory: the lines of the range reach the media now (taken
+  // as they are at this moment); no system call, so no msync in the model.
+  void persist(const void* a, std::size_t l, Persistence p) noexcept override {
+    tick();
+    ++persists_;
+    if (p != Persistence::flush || l == 0) return;
+    const auto from = reinterpret_cast<std::uintptr_t>(a) / kCacheLine * kCacheLine;
+    const auto to = reinterpret_cast<std::uintptr_t>(a) + l;
+    const std::string cur = current();
+    for (const Map& m : maps_) {
+      const std::uintptr_t lo = std::max(from, m.at), hi = std::min(to, m.at + m.len);
+      for (std::uintptr_t x = lo; x < hi; x += kCacheLine) {
+        const std::uint64_t off = m.file_offset + (x - m.at);
+        if (off < cur.size()) store_unit(cur, off / unit_);
+      }
+    }
+  }
+  bool pmem_forced() const noexcept override { return pmem_; }
+  Persistence dax_persistence() const noexcept override { return Persistence::flush; }
   Result<bool> probe_mapped(void* a, std::size_t l) const noexcept override { return real_->probe_mapped(a, l); }
   Error advise(void* a, std::size_t l, Advice ad) noexcept override {
     tick();
@@ -254,16 +285,18 @@ class PowerLossBackend final : public MappingBackend {
     if (on_call) on_call();
   }
 
-  static std::string page(const std::string& bytes, std::size_t p) {
-    if (p * kPage >= bytes.size()) return std::string(kPage, '\0');
-    std::string s = bytes.substr(p * kPage, kPage);
-    s.resize(kPage, '\0');
+  std::string unit(const std::string& bytes, std::size_t p) const {
+    if (p * unit_ >= bytes.size()) return std::string(unit_, '\0');
+    std::string s = bytes.substr(p * unit_, unit_);
+    s.resize(unit_, '\0');
     return s;
   }
-  void store_page(const std::string& cur, std::size_t p) {
-    const std::size_t off = p * kPage, n = std::min(kPage, cur.size() - off);
+  // Unit `p` (a page, or a line with pmem) of `cur` reaches the disk.
+  void store_unit(const std::string& cur, std::size_t p) {
+    const std::size_t off = p * unit_, n = std::min(unit_, cur.size() - off);
     if (disk_.size() < off + n) disk_.resize(off + n, '\0');
     disk_.replace(off, n, cur, off, n);
+    if (pmem_ && off + n > disk_size_) disk_size_ = cur.size();  // MAP_SYNC: the length came with it
   }
   // [at, at+len) no longer maps the file (cut the ranges it covers).
   void forget(std::uintptr_t at, std::size_t len) {
@@ -290,6 +323,9 @@ class PowerLossBackend final : public MappingBackend {
   mutable int fd_ = -1;
   mutable int lock_depth_ = 0;
   int syncs_ = 0;
+  int persists_ = 0;
+  bool pmem_ = false;
+  std::size_t unit_ = kPage;
 };
 
 }  // namespace emmap::test

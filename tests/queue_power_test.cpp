@@ -69,6 +69,7 @@ struct Config {
   Durability mode[2] = {Durability::never, Durability::never};
   int phases = 3;
   int captures = 4;  // crash images checked per phase
+  bool pmem = false;  // persistent memory (forced): cache lines reach the media, flushes, no msync
 };
 
 class Run {
@@ -112,6 +113,10 @@ class Run {
       image = captures_[next].image;
       carried = survivors;
       captures_.clear();
+      if (cfg_.pmem) {
+        EXPECT_EQ(backend_->syncs(), 0) << "a system call (msync) on persistent memory, " << where(tick_);
+        EXPECT_GT(backend_->persists(), 0) << where(tick_);
+      }
       backend_.reset();
     }
     return checked;
@@ -120,8 +125,9 @@ class Run {
  private:
   std::string where(std::int64_t tick) const {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "seed %" PRIu64 " phase %d crash at call %" PRId64 " (%d handles, %s/%s)", seed_,
-                  phase_, tick, cfg_.handles, mode_name(cfg_.mode[0]), mode_name(cfg_.mode[1]));
+    std::snprintf(buf, sizeof buf, "seed %" PRIu64 " phase %d crash at call %" PRId64 " (%d handles, %s/%s%s)", seed_,
+                  phase_, tick, cfg_.handles, mode_name(cfg_.mode[0]), mode_name(cfg_.mode[1]),
+                  cfg_.pmem ? ", pmem" : "");
     return buf;
   }
 
@@ -135,7 +141,7 @@ class Run {
       it.carried = true;
       it.push_start = it.push_end = -static_cast<std::int64_t>(carried.size() - i) - 1;  // before all, in order
     }
-    backend_ = std::make_shared<PowerLossBackend>(make_backend(), path, image);
+    backend_ = std::make_shared<PowerLossBackend>(make_backend(), path, image, cfg_.pmem);
     backend_->on_call = [this] { on_call(); };
     for (int h = 0; h < cfg_.handles; ++h) {
       q_[h] = open(h);
@@ -297,7 +303,7 @@ class Run {
   std::vector<int> check(const Capture& c) {
     const std::string copy = dir_.file("check");
     write_file(copy, c.image);
-    auto b = std::make_shared<PowerLossBackend>(make_backend(), copy, c.image);
+    auto b = std::make_shared<PowerLossBackend>(make_backend(), copy, c.image, cfg_.pmem);
     OpenOptions o;
     o.write = o.create = o.fit = true;
     o.size = queue::kHeaderSize + ring();
@@ -429,6 +435,29 @@ TEST(QueuePowerLoss, TwoHandlesInterval) {
 }
 TEST(QueuePowerLoss, TwoHandlesNever) { run_many(config(2, Durability::never, Durability::never), runs_from_env(60), 6000); }
 TEST(QueuePowerLoss, AlwaysBesideNever) { run_many(config(2, Durability::always, Durability::never), runs_from_env(90), 7000); }
+
+// The same model on persistent memory (forced mode through the backend):
+// 64-byte lines reach the media, in any order, when flushed or evicted;
+// every persist is a flush, never an msync.
+Config pmem(Config c) {
+  c.pmem = true;
+  return c;
+}
+TEST(QueuePowerLossPmem, OneHandleAlways) {
+  run_many(pmem(config(1, Durability::always, Durability::always)), runs_from_env(60), 11000);
+}
+TEST(QueuePowerLossPmem, OneHandleInterval) {
+  run_many(pmem(config(1, Durability::interval, Durability::interval)), runs_from_env(40), 12000);
+}
+TEST(QueuePowerLossPmem, TwoHandlesAlways) {
+  run_many(pmem(config(2, Durability::always, Durability::always)), runs_from_env(60), 14000);
+}
+TEST(QueuePowerLossPmem, TwoHandlesInterval) {
+  run_many(pmem(config(2, Durability::interval, Durability::interval)), runs_from_env(40), 15000);
+}
+TEST(QueuePowerLossPmem, AlwaysBesideNever) {
+  run_many(pmem(config(2, Durability::always, Durability::never)), runs_from_env(60), 17000);
+}
 
 // ---- the bugs this model was built for, pinned ---------------------------------------
 

@@ -1,6 +1,6 @@
 // Linux: MAP_POPULATE, MAP_SHARED_VALIDATE|MAP_SYNC (DAX), MAP_FIXED_NOREPLACE,
-// MAP_NORESERVE, MAP_UNINITIALIZED, MAP_HUGETLB, fallocate(2), and a
-// cache-line flush instead of msync on MAP_SYNC mappings.
+// MAP_NORESERVE, MAP_UNINITIALIZED, MAP_HUGETLB, fallocate(2), eADR and
+// device DAX from sysfs (the cache-line flush itself is platform/posix/pmem.cpp).
 //
 // Why no mremap for growth: mremap can only grow a single VMA in place, and
 // our region is the file mapping followed by the PROT_NONE reservation. To
@@ -16,8 +16,15 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <dirent.h>
+#include <climits>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "errors.h"
 #include "posix_backend.h"
@@ -99,20 +106,109 @@ class LinuxBackend final : public posix::PosixBackend {
     return r;
   }
 
-  Error sync(void* addr, std::size_t len, FileId fd, bool map_sync) noexcept override {
-#if defined(__x86_64__) || defined(__i386__)
-    if (map_sync) {
-      // MAP_SYNC guarantees the file metadata is durable for every written
-      // page; only the CPU caches stand between our stores and the media.
-      constexpr std::uintptr_t line = 64;
-      auto p = reinterpret_cast<std::uintptr_t>(addr) & ~(line - 1);
-      const auto end = reinterpret_cast<std::uintptr_t>(addr) + len;
-      for (; p < end; p += line) __builtin_ia32_clflush(reinterpret_cast<const void*>(p));
-      __builtin_ia32_sfence();
-      return {};
+  // eADR: the CPU caches are in the persistence domain when the NVDIMM
+  // regions say so (<sysfs>/bus/nd/devices/region*/persistence_domain is
+  // "cpu_cache"). Only when every region says it: a file may lie on any of
+  // them, and a wrong "yes" loses data where a wrong "no" costs flushes.
+  Persistence dax_persistence() const noexcept override {
+    const std::string dir = sysfs_root() + "/bus/nd/devices";
+    int regions = 0;
+    bool all_cpu_cache = true;
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        if (std::strncmp(e->d_name, "region", 6) != 0) continue;
+        ++regions;
+        std::string domain;
+        if (!read_sysfs(dir + "/" + e->d_name + "/persistence_domain", &domain) || domain != "cpu_cache")
+          all_cpu_cache = false;
+      }
+      ::closedir(d);
     }
-#endif
-    return PosixBackend::sync(addr, len, fd, map_sync);
+    if (regions > 0 && all_cpu_cache) return Persistence::eadr;
+    return PosixBackend::dax_persistence();
+  }
+
+  // Device DAX: a character device whose sysfs node (<sysfs>/dev/char/M:m)
+  // belongs to the dax subsystem; its size and alignment come from there
+  // (`align` of the device since Linux 5.10, else its region's
+  // device/dax_region/align). EMMAP_DEVDAX_STANDIN=M:m:PATH makes the
+  // regular file at PATH pass for device M:m (tests only: there is no
+  // device DAX on an ordinary machine).
+  Result<std::optional<DeviceDax>> device_dax(FileId fd) const noexcept override {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return posix::last_error();
+    unsigned maj = 0, min = 0;
+    if (S_ISCHR(st.st_mode)) {
+      maj = major(st.st_rdev);
+      min = minor(st.st_rdev);
+    } else if (!standin(st, &maj, &min)) {
+      return std::optional<DeviceDax>();
+    }
+    try {
+      const std::string node = sysfs_root() + "/dev/char/" + std::to_string(maj) + ":" + std::to_string(min);
+      char link[PATH_MAX];
+      const ssize_t n = ::readlink((node + "/subsystem").c_str(), link, sizeof link - 1);
+      if (n <= 0) return std::optional<DeviceDax>();  // no such node: an ordinary device
+      link[n] = '\0';
+      const char* base = std::strrchr(link, '/');
+      if (std::strcmp(base ? base + 1 : link, "dax") != 0) return std::optional<DeviceDax>();
+      DeviceDax dd;
+      std::string v;
+      if (!read_sysfs(node + "/size", &v) || !parse_u64(v, &dd.size)) return Error(Errc::enodev, ENODEV);
+      if (!(read_sysfs(node + "/align", &v) && parse_u64(v, &dd.align)) &&
+          !(read_sysfs(node + "/device/dax_region/align", &v) && parse_u64(v, &dd.align)))
+        return Error(Errc::enodev, ENODEV);
+      if (dd.align == 0 || dd.align % page_size() != 0) return Error(Errc::enodev, ENODEV);
+      return std::optional<DeviceDax>(dd);
+    } catch (...) {
+      return Error(Errc::enomem, ENOMEM);
+    }
+  }
+
+ private:
+  static std::string sysfs_root() {
+    const char* r = std::getenv("EMMAP_SYSFS_ROOT");
+    return r && *r ? r : "/sys";
+  }
+  // The first line of a small sysfs attribute, without the newline.
+  static bool read_sysfs(const std::string& path, std::string* out) noexcept {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[128];
+    ssize_t n;
+    do n = ::read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n < 0) return false;
+    std::size_t len = static_cast<std::size_t>(n);
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ')) --len;
+    try {
+      out->assign(buf, len);
+    } catch (...) {
+      return false;
+    }
+    return true;
+  }
+  static bool parse_u64(const std::string& s, std::uint64_t* v) noexcept {
+    if (s.empty()) return false;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long x = std::strtoull(s.c_str(), &end, 0);
+    if (errno != 0 || *end != '\0') return false;
+    *v = x;
+    return true;
+  }
+  static bool standin(const struct stat& st, unsigned* maj, unsigned* min) noexcept {
+    const char* v = std::getenv("EMMAP_DEVDAX_STANDIN");
+    if (!v) return false;
+    unsigned a = 0, b = 0;
+    int used = 0;
+    if (std::sscanf(v, "%u:%u:%n", &a, &b, &used) != 2 || used == 0) return false;
+    struct stat other {};
+    if (::stat(v + used, &other) != 0 || other.st_dev != st.st_dev || other.st_ino != st.st_ino) return false;
+    *maj = a;
+    *min = b;
+    return true;
   }
 
  protected:

@@ -680,6 +680,22 @@ fixed_size_test() ->
     ?assertEqual({error, fixed_size}, emmap:resize(M)),
     emmap:close(M), file:delete(F).
 
+%% README.md, "Durability": info/1 says how sync persists (forced
+%% persistent memory is emmap_pmem_tests, run with EMMAP_PMEM_FORCE=1).
+persistence_test() ->
+    F = tmp("pmem"),
+    {ok, M, _} = emmap:open(F, [create, read, write, {size, 3 * 4096}]),
+    ?assertMatch(#{persistence := msync, device_dax := false}, emmap:info(M)),
+    ok = emmap:close(M),
+    {ok, A, _} = emmap:open(F, [read, write, dax_if_available]),
+    ?assertMatch(#{persistence := msync}, emmap:info(A)),  % no DAX here: an ordinary shared map
+    ok = emmap:sync(A),
+    ok = emmap:close(A),
+    {ok, An, _} = emmap:open("", 0, 4096, [anon, read, write, dax_if_available]),
+    ?assertMatch(#{persistence := msync}, emmap:info(An)),
+    ok = emmap:close(An),
+    file:delete(F).
+
 sync_and_advise_test() ->
     with_file("sync", 3 * 4096, fun(F, M) ->
         ok = emmap:pwrite(M, 5000, <<"durable">>),
