@@ -1187,7 +1187,9 @@ TEST(Races, AShrinkNeverCutsARangeAnotherHandleGrewMeanwhile) {
     o.write = true;
     o.size = 1 << 20;
     b = open_ok(d.file("s"), 0, 0, o);
-    if (b) EXPECT_EQ(b->write(512 << 10, "grown", 5), Error());
+    if (b) {
+      EXPECT_EQ(b->write(512 << 10, "grown", 5), Error());
+    }
   };
   ASSERT_TRUE(a->mapping->resize(16 << 10).ok());
   ASSERT_TRUE(b);
