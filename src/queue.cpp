@@ -144,10 +144,13 @@ struct View {
     if (!plausible(next)) return Errc::corrupt;
     const std::uint64_t idle = (current().load(std::memory_order_relaxed) & 1) ^ 1;
     h->slot[idle] = next;
-    if (pmem && (flags().load() & kStrict)) {
+    if (pmem) {
       // Persistent memory: the slot's lines are on the media before the
       // word that points at them can be (an evicted `current` line beside
-      // an older slot would bring back a state from two commits ago).
+      // an older slot would bring back a state from two commits ago, or,
+      // beside a half-written slot, leave no valid slot at all). Every
+      // commit, strict file or not: recovery commits before the file is
+      // strict, and a torn slot there with a second crash lost the queue.
       if (Error e = pmem->sync_inside(reinterpret_cast<char*>(&h->slot[idle]) - base, sizeof(State))) return e;
     }
     current().store(idle, std::memory_order_release);  // the commit point: one 8-byte store
@@ -485,6 +488,16 @@ struct Queue::Ctx {
   // commit lines: no msync of everything up to the tail.
   bool pmem() const { return v.pmem != nullptr; }
 
+  // The live records' bytes (not the header) on stable storage.
+  Error sync_live_records() const {
+    Segment seg[2];
+    const int n = segments(v.live(), seg);
+    for (int i = 0; i < n; ++i) {
+      if (Error e = sync_range(kHeaderSize + seg[i].from, seg[i].to - seg[i].from)) return e;
+    }
+    return {};
+  }
+
   // The header (and so the live state) on stable storage; the durable copy
   // catches up. Only its first bytes matter (magic, current, flags, the two
   // slots); on a page-cache map this syncs the whole header page anyway.
@@ -624,11 +637,7 @@ Error Queue::locked(Wait w, F&& body) noexcept {
             // flushed: they are now, once.
             if (!c.can_block) return Errc::ebusy;
             if (c.pmem()) {
-              Segment seg[2];
-              const int n = segments(v.live(), seg);
-              for (int i = 0; i < n; ++i) {
-                if (Error pe = c.sync_range(kHeaderSize + seg[i].from, seg[i].to - seg[i].from)) return pe;
-              }
+              if (Error pe = c.sync_live_records()) return pe;
             }
             if (Error se = c.sync_header()) return se;
             v.flags().fetch_or(kStrict);
@@ -835,6 +844,12 @@ Error Queue::setup_alone(std::uint64_t initial) noexcept {
           if (!torn && std::memcmp(v.h, &zero, sizeof zero) != 0) return Errc::corrupt;  // somebody else's file
           if (v.avail < kMinCapacity) return Errc::einval;
           std::memcpy(v.h->magic, kFormatting, sizeof kFormatting);  // first: this file is being made a queue
+          // Persistent memory: the marker is on the media before anything
+          // else of the header can be (an evicted slot line beside a zero
+          // first line was "somebody else's file" for ever after).
+          if (v.pmem) {
+            if (Error e = m.sync_inside(0, sizeof kFormatting)) return e;
+          }
           std::atomic_thread_fence(std::memory_order_release);
           Header fresh{};
           std::memcpy(fresh.magic, kFormatting, sizeof kFormatting);
@@ -1347,8 +1362,13 @@ Error Queue::sync(Wait w) noexcept {
   // it (a record reused under a header that still lists it). Nothing
   // changes while this runs; what is committed now is durable after it.
   return locked(w, [&](Ctx& c) -> Error {
-    // Persistent memory: records are flushed before their commits (the
-    // file is strict), so what is committed is durable once the header is.
+    // Persistent memory: on a strict file records are flushed by their
+    // writers before their commits, so what is committed is durable once
+    // the header is. A file that is not strict (only `never` handles) had
+    // nobody flush its records: the live ones first, then the header.
+    if (c.pmem() && !(c.v.flags().load() & kStrict)) {
+      if (Error e = c.sync_live_records()) return e;
+    }
     if (Error e = c.pmem() ? c.sync_header() : c.sync_range(0, UINT64_MAX)) return e;
     c.v.mark_durable(c.v.live());
     syncs_.fetch_add(1, std::memory_order_relaxed);
