@@ -192,11 +192,13 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   if (o.fixed && o.address == 0) return Error(Errc::einval);
   if (o.address % page != 0) return Error(Errc::einval);
   if (o.map_sync && (o.sharing == Sharing::private_ || o.anonymous)) return Error(Errc::einval);
+  // dax_if_available on a private or anonymous map changes nothing: such a
+  // map is never on DAX, and the option's point is not to fail where not.
   if (o.truncate && !o.write) return Error(Errc::einval);
   if (o.anonymous && offset != 0) return Error(Errc::einval);
   if (!o.anonymous && path.find('\0') != std::string_view::npos) return Error(Errc::einval);
   // Forced persistent memory (tests, development): no MAP_SYNC is asked for.
-  const bool forced = !o.anonymous && o.sharing != Sharing::private_ && backend->pmem_forced();
+  const bool forced = !o.anonymous && o.write && o.sharing != Sharing::private_ && backend->pmem_forced();
   if (o.map_sync && !caps.map_sync && !forced) return Error(Errc::eopnotsupp);
   if (o.huge != HugePages::none && (!caps.huge_pages || !o.anonymous)) return Error(Errc::eopnotsupp);
 
@@ -258,7 +260,10 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
       // Device DAX: no file system under it (nothing to truncate, allocate
       // or resize), shared maps only, aligned to the device's alignment.
       const DeviceDax dev = **dd;
-      if (o.truncate || o.sharing == Sharing::private_) return fail(Errc::einval);
+      // Never destructive: no truncate, no auto_unlink (it would remove the
+      // device node); an address of one's own must be aligned like the map.
+      if (o.truncate || o.auto_unlink || o.sharing == Sharing::private_ || o.address % dev.align != 0)
+        return fail(Errc::einval);
       const std::uint64_t want = length ? length : o.size && !o.fit ? *o.size : 0;
       if (offset % dev.align || want % dev.align || offset > dev.size || want > dev.size - offset)
         return fail(Errc::einval);
@@ -723,7 +728,14 @@ Error Mapping::sync_async(SyncDone user_done) noexcept {
     Error e;
     if (dup != kNoFile) {
       if (persistence != Persistence::msync) {
-        if (len) backend->persist(start, len, persistence);
+        // As sync/1 answers: a lost page is an error, not a flushed one.
+        if (pinned->truncated()) {
+          e = Errc::truncated;
+        } else if (len) {
+          t_fault = kFaultNone;
+          backend->persist(start, len, persistence);
+          e = access_faulted();
+        }
       } else {
         e = len ? backend->sync(start, len, dup, map_sync) : Error();
       }

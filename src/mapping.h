@@ -138,12 +138,22 @@ class Mapping {
   // flush-persistence map, large copies go around the cache with
   // non-temporal stores and one fence (durable on return, as PMDK's
   // pmem_memcpy_persist); otherwise memcpy.
+  // The source may lie in the map itself (a direct binary written back):
+  // overlapping ranges are moved, never copied around the cache.
   void store(char* dst, const void* src, std::size_t n) const noexcept {
+    if (n == 0) return;
+    const auto* s = static_cast<const char*>(src);
+    const bool overlap = s < dst + n && dst < s + n;
     if (persistence_ == Persistence::flush && n >= kNtThreshold) {
-      pmem_copy_nt(dst, src, n);
+      if (overlap) {
+        std::memmove(dst, src, n);
+        pmem_flush(dst, n);
+      } else {
+        pmem_copy_nt(dst, src, n);
+      }
       pmem_fence();
-    } else if (n) {
-      std::memcpy(dst, src, n);
+    } else {
+      std::memmove(dst, src, n);
     }
   }
   const MappingBackend& backend() const noexcept { return *backend_; }

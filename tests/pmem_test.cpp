@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 #include "faulty_backend.h"
 #include "test_util.h"
@@ -323,6 +324,45 @@ TEST_F(Pmem, LargeWriteAndFlushOverATruncatedFileAnswerNotCrash) {
   EXPECT_TRUE(s == Errc::sigbus || s == Errc::truncated) << s.name();
 }
 
+// A direct binary is a view of the map: written back over the map, source
+// and destination overlap. The copy around the cache went front to back
+// and read bytes it had already overwritten.
+TEST_F(Pmem, AWriteFromTheMapItselfIsAMoveNotACopy) {
+  const std::string path = dir.file("o");
+  auto m = open(path, 16384);
+  ASSERT_TRUE(m);
+  const char* base = nullptr;
+  ASSERT_TRUE(m->with_map([&](char* p, std::uint64_t) -> Error { base = p; return {}; }, false).ok());
+  for (const auto& [from, to, len] : std::vector<std::tuple<std::uint64_t, std::uint64_t, std::size_t>>{
+           {0, 100, 2000}, {100, 0, 2000}, {64, 65, kNtThreshold}, {4096, 4000, 5000}, {10, 10, 3000}}) {
+    std::string image = pattern(16384, from + to + len);
+    ASSERT_EQ(m->write(0, image.data(), image.size()), Error());
+    ASSERT_EQ(m->write(to, base + from, len), Error());
+    std::memmove(image.data() + to, image.data() + from, len);
+    EXPECT_EQ(read_via_fd(path), image) << from << " -> " << to << ", " << len << " bytes";
+  }
+}
+
+TEST_F(Pmem, SyncAsyncOfATruncatedForcedMapSaysSo) {
+  const std::string path = dir.file("ta");
+  auto m = open(path, 4 * 4096);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);  // another process cuts the file
+  const std::string data = pattern(64, 2);
+  (void)m->write(0, data.data(), data.size());  // notices the cut (sigbus or truncated)
+  std::atomic<int> done{0};
+  std::atomic<int> code{-1};
+  ASSERT_EQ(m->sync_async([&](Error e) {
+    code = static_cast<int>(e.code());
+    done = 1;
+  }),
+            Error());
+  for (int i = 0; i < 5000 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(done.load());
+  const Errc got = static_cast<Errc>(code.load());
+  EXPECT_TRUE(got == Errc::truncated || got == Errc::sigbus) << Error(got).name() << ", as sync/1 would answer";
+}
+
 // ---- eADR -------------------------------------------------------------------------------
 
 TEST_F(Pmem, EadrWhenEveryRegionSaysCpuCache) {
@@ -421,6 +461,23 @@ TEST_F(DeviceDaxTest, UnalignedOrOutsideOrTruncatingIsEinval) {
   s.size = 4096;
   EXPECT_EQ(open_dev(0, 0, s).error(), Errc::einval);
   EXPECT_EQ(read_via_fd(dev).size(), kSize);
+  // Nothing that would remove or move the device: auto_unlink would unlink
+  // its node at close; an address of one's own must be aligned like it.
+  OpenOptions u;
+  u.auto_unlink = true;
+  EXPECT_EQ(open_dev(0, 0, u).error(), Errc::einval);
+  EXPECT_TRUE(std::filesystem::exists(dev)) << "the device node is gone";
+  {
+    auto probe = open_dev(0, kAlign);
+    ASSERT_TRUE(probe.ok());
+    const char* at = nullptr;
+    ASSERT_TRUE(probe->mapping->with_map([&](char* p, std::uint64_t) -> Error { at = p; return {}; }, false).ok());
+    probe->mapping->close();
+    OpenOptions a;
+    a.address = reinterpret_cast<std::uintptr_t>(at) + 4096;  // page-aligned, not device-aligned
+    a.fixed = true;
+    EXPECT_EQ(open_dev(0, kAlign, a).error(), Errc::einval);
+  }
   // Last: O_TRUNC is ignored by a character device but not by the stand-in.
   OpenOptions t;
   t.truncate = true;

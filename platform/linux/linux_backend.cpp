@@ -158,7 +158,8 @@ class LinuxBackend final : public posix::PosixBackend {
       if (!(read_sysfs(node + "/align", &v) && parse_u64(v, &dd.align)) &&
           !(read_sysfs(node + "/device/dax_region/align", &v) && parse_u64(v, &dd.align)))
         return Error(Errc::enodev, ENODEV);
-      if (dd.align == 0 || dd.align % page_size() != 0) return Error(Errc::enodev, ENODEV);
+      if (dd.align == 0 || (dd.align & (dd.align - 1)) != 0 || dd.align % page_size() != 0)
+        return Error(Errc::enodev, ENODEV);  // the kernel's alignments are powers of two
       return std::optional<DeviceDax>(dd);
     } catch (...) {
       return Error(Errc::enomem, ENOMEM);
@@ -189,8 +190,10 @@ class LinuxBackend final : public posix::PosixBackend {
     }
     return true;
   }
+  // Decimal (or 0x hex) digits only: strtoull alone takes a sign ("-1" is
+  // 2^64-1) and leading blanks.
   static bool parse_u64(const std::string& s, std::uint64_t* v) noexcept {
-    if (s.empty()) return false;
+    if (s.empty() || s[0] < '0' || s[0] > '9') return false;
     char* end = nullptr;
     errno = 0;
     const unsigned long long x = std::strtoull(s.c_str(), &end, 0);
