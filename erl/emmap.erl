@@ -92,7 +92,7 @@ close(Mem) ->
     end.
 
 %% @doc `#{size, path, mode, options, backend, ignored, position,
-%% persistence, device_dax}'.
+%% persistence, device_dax, pmem_forced}'.
 %% `backend' is the OS backend of this build: `linux', `darwin' (no resize
 %% of a live map: `{error, fixed_size}') or `bsd'; README.md, "Backends".
 %% `persistence' says how `sync' makes the map durable: `msync' (through
@@ -100,9 +100,10 @@ close(Mem) ->
 %% flushed, then one fence; no system call) or `eadr' (persistent memory
 %% whose CPU caches are persistent: a fence). A map gets `flush' or `eadr'
 %% with `sync' (MAP_SYNC), with `dax_if_available' on a DAX file, on a
-%% device DAX (`device_dax' is then `true'), and for every shared file map
-%% while `EMMAP_PMEM_FORCE=1' is in the environment (README.md,
-%% "Persistent memory").
+%% device DAX (`device_dax' is then `true'), and for every shared writable
+%% file map while `EMMAP_PMEM_FORCE=1' is in the environment: then
+%% `pmem_forced' is `true', and nothing is durable across a power loss
+%% (README.md, "Persistent memory").
 -spec info(mmap_file()) -> map() | {error, closed}.
 info(Mem) ->
     case emmap_nif:info(res(Mem)) of

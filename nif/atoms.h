@@ -95,7 +95,8 @@
   X(msync, "msync")                         \
   X(flush, "flush")                         \
   X(eadr, "eadr")                           \
-  X(device_dax, "device_dax")
+  X(device_dax, "device_dax")               \
+  X(pmem_forced, "pmem_forced")
 
 struct Atoms {
 #define EMMAP_ATOM_FIELD(name, text) ERL_NIF_TERM name;

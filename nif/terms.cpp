@@ -142,7 +142,8 @@ ERL_NIF_TERM info_map(ErlNifEnv* env, Priv* p, HandleRes* h) {
   ERL_NIF_TERM mode = m.writable() ? a.read_write : a.read;
   const Persistence pers = m.persistence();
   ERL_NIF_TERM keys[] = {a.size,     a.path,   a.mode,        a.options,    a.backend,
-                         a.ignored,  a.position, a.closed,    a.persistence, a.device_dax};
+                         a.ignored,  a.position, a.closed,    a.persistence, a.device_dax,
+                         a.pmem_forced};
   ERL_NIF_TERM vals[] = {
       enif_make_uint64(env, m.size()),
       enif_make_copy(env, h->path_term),
@@ -154,6 +155,7 @@ ERL_NIF_TERM info_map(ErlNifEnv* env, Priv* p, HandleRes* h) {
       m.closed() ? a.true_ : a.false_,
       pers == Persistence::flush ? a.flush : pers == Persistence::eadr ? a.eadr : a.msync,
       m.device_dax_align() ? a.true_ : a.false_,
+      m.pmem_forced() ? a.true_ : a.false_,
   };
   vals[5] = ignored_list(env, p, m, h->flags);
   ERL_NIF_TERM map;

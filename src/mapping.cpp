@@ -279,6 +279,7 @@ Result<Mapping::Opened> Mapping::open(std::string_view path, std::uint64_t offse
   if (!m->devdax_align_ && forced) {
     m->options_.map_sync = false;
     m->persistence_ = backend->dax_persistence();
+    m->pmem_forced_ = m->persistence_ != Persistence::msync;
   } else if (!m->devdax_align_ && o.map_sync) {
     m->persistence_ = backend->dax_persistence();
   }

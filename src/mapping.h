@@ -134,6 +134,9 @@ class Mapping {
   Persistence persistence() const noexcept { return persistence_; }
   // The alignment of a device-DAX map (0: not a device DAX).
   std::uint64_t device_dax_align() const noexcept { return devdax_align_; }
+  // Flush persistence only because EMMAP_PMEM_FORCE was set at open: the
+  // page cache is not persistent memory, nothing survives a power loss.
+  bool pmem_forced() const noexcept { return pmem_forced_; }
   // Copies n bytes into the map at dst (inside with_writable()): on a
   // flush-persistence map, large copies go around the cache with
   // non-temporal stores and one fence (durable on return, as PMDK's
@@ -321,6 +324,7 @@ class Mapping {
   bool fill_holes_ = false;           // growth gives the file's holes blocks too (see open)
   Persistence persistence_ = Persistence::msync;
   std::uint64_t devdax_align_ = 0;    // device DAX: its alignment (the map's granularity)
+  bool pmem_forced_ = false;          // persistence_ from EMMAP_PMEM_FORCE, not from the hardware
   std::uint64_t aligned_offset_ = 0;  // file offset of the region's base
   std::size_t delta_ = 0;             // user offset - aligned offset (< granularity)
 

@@ -30,7 +30,7 @@ forced_shared_map_persists_by_flush_test() ->
 forced_checks(F) ->
     try
         {ok, P, _} = emmap:open(F, [create, read, write, sync, {size, 3 * 4096}]),
-        #{persistence := Pers, device_dax := false} = emmap:info(P),
+        #{persistence := Pers, device_dax := false, pmem_forced := true} = emmap:info(P),
         ?assert(lists:member(Pers, [flush, eadr])),
         Big = crypto:strong_rand_bytes(5000),
         ok = emmap:pwrite(P, 3, Big),                 % large: non-temporal stores
