@@ -1156,6 +1156,29 @@ TEST(Space, HolesOfASparseFileGetBlocksOrTheOpenIsEnospc) {
   EXPECT_EQ(rc, 0) << "10+ = step that failed; 128+ = killed by a signal";
 }
 
+// The growth races' processes: `child()` runs in each of `procs` forked
+// processes (it _exits with a code of its own on failure, else 0 follows);
+// all are reaped, pass or fail.
+template <typename F>
+::testing::AssertionResult every_child_exits_ok(int procs, F child) {
+  Children kids;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < procs; ++p) {
+    const pid_t pid = kids.fork();
+    if (pid < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
+    if (pid == 0) {
+      child();
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    const int status = kids.wait(pid);
+    if (!exited_ok(status)) return ::testing::AssertionFailure() << "a child ended with wait status " << status;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // The growth races' check: slots 1..steps-1 of 8 bytes after a 32-byte
 // header each got one increment from each of `procs` processes; how many
 // did not (-1 when the file cannot be read).
@@ -1216,35 +1239,26 @@ TEST(Races, ProcessesSharingOneHandleGrowItWithoutLosingStores) {
   o.max_inc_size = 8;
   auto m = open_ok(path, 0, 0, o);
   ASSERT_TRUE(m);
-  Children kids;
-  std::vector<pid_t> pids;
-  for (int p = 0; p < procs; ++p) {
-    const pid_t pid = kids.fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      for (int t = 2; t <= steps; ++t) {
-        const std::uint64_t want = 32 + 8 * static_cast<std::uint64_t>(t);
-        if (m->size() < want) {
-          // Follow what others grew, then grow to our own target.
-          auto g = m->ensure_size(want);
-          if (!g) {
-            std::fprintf(stderr, "ensure_size(%llu): %s\n", static_cast<unsigned long long>(want),
-                         std::string(g.error().name()).c_str());
-            ::_exit(2);
-          }
-        }
-        auto r = m->atomic_fetch(AtomicOp::add, want - 8, 1);
-        if (!r) {
-          std::fprintf(stderr, "add at %llu: %s\n", static_cast<unsigned long long>(want - 8),
-                       std::string(r.error().name()).c_str());
-          ::_exit(3);
+  ASSERT_TRUE(every_child_exits_ok(procs, [&] {
+    for (int t = 2; t <= steps; ++t) {
+      const std::uint64_t want = 32 + 8 * static_cast<std::uint64_t>(t);
+      if (m->size() < want) {
+        // Follow what others grew, then grow to our own target.
+        auto g = m->ensure_size(want);
+        if (!g) {
+          std::fprintf(stderr, "ensure_size(%llu): %s\n", static_cast<unsigned long long>(want),
+                       std::string(g.error().name()).c_str());
+          ::_exit(2);
         }
       }
-      ::_exit(0);
+      auto r = m->atomic_fetch(AtomicOp::add, want - 8, 1);
+      if (!r) {
+        std::fprintf(stderr, "add at %llu: %s\n", static_cast<unsigned long long>(want - 8),
+                     std::string(r.error().name()).c_str());
+        ::_exit(3);
+      }
     }
-    pids.push_back(pid);
-  }
-  for (pid_t pid : pids) ASSERT_TRUE(exited_ok(kids.wait(pid)));
+  }));
   ASSERT_GE(file_size(path), 32 + 8 * static_cast<std::uint64_t>(steps));
   EXPECT_EQ(slots_short_of(path, procs, steps), 0) << "round " << round << ": slots that lost an increment, of " << steps - 1;
   }
@@ -1293,25 +1307,16 @@ TEST(Races, ProcessesGrowingOneFileLoseNoStores) {
   for (int round = 0; round < rounds; ++round) {
     const std::string path = d.file("grow" + std::to_string(round));
     write_file(path, std::string(40, '\0'));
-    Children kids;
-    std::vector<pid_t> pids;
-    for (int p = 0; p < procs; ++p) {
-      const pid_t pid = kids.fork();
-      ASSERT_GE(pid, 0);
-      if (pid == 0) {
-        for (int t = 2; t <= steps; ++t) {
-          OpenOptions o;
-          o.write = true;
-          o.size = 32 + 8 * static_cast<std::uint64_t>(t);
-          auto r = Mapping::open(path, 0, 0, o);
-          if (!r) ::_exit(2);
-          if (!r->mapping->atomic_fetch(AtomicOp::add, 32 + 8 * static_cast<std::uint64_t>(t - 1), 1)) ::_exit(3);
-        }
-        ::_exit(0);
+    ASSERT_TRUE(every_child_exits_ok(procs, [&] {
+      for (int t = 2; t <= steps; ++t) {
+        OpenOptions o;
+        o.write = true;
+        o.size = 32 + 8 * static_cast<std::uint64_t>(t);
+        auto r = Mapping::open(path, 0, 0, o);
+        if (!r) ::_exit(2);
+        if (!r->mapping->atomic_fetch(AtomicOp::add, 32 + 8 * static_cast<std::uint64_t>(t - 1), 1)) ::_exit(3);
       }
-      pids.push_back(pid);
-    }
-    for (pid_t pid : pids) ASSERT_TRUE(exited_ok(kids.wait(pid)));
+    }));
     ASSERT_EQ(file_size(path), 32 + 8 * static_cast<std::uint64_t>(steps));
     EXPECT_EQ(slots_short_of(path, procs, steps), 0) << "round " << round << ": slots that lost an increment, of " << steps - 1;
   }
