@@ -15,7 +15,7 @@
 %%% to write(2)+fdatasync(2) of the same bytes, and how long sync_async/1
 %%% keeps its caller.
 -module(emmap_bench).
--export([main/0, main/1, queue_sync_always/2, sync_shapes/1, queue_two_vms/3, queue_peer/1]).
+-export([main/0, main/1, queue_sync_always/2, sync_shapes/1, queue_two_vms/3, queue_peer/1, tmpdir/0]).
 
 -define(MAP, (64 bsl 20)).
 -define(ROUNDS, 9).

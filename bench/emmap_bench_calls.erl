@@ -9,7 +9,7 @@
 
 main([Shape, NArg]) ->
     N = list_to_integer(NArg),
-    File = filename:join(tmpdir(), "emmap-bench-calls-" ++ os:getpid()),
+    File = filename:join(emmap_bench:tmpdir(), "emmap-bench-calls-" ++ os:getpid()),
     {ok, M, _} = emmap:open(File, [create, read, write, auto_unlink, {size, 65536}]),
     {ok, D, _} = emmap:open(File, [read, direct]),
     C = emmap:open_counters(File ++ ".cnt", 4),
@@ -32,13 +32,6 @@ main([Shape, NArg]) ->
     emmap:close_counters(C),
     file:delete(File ++ ".cnt"),
     halt().
-
-tmpdir() ->
-    case os:getenv("TMPDIR") of
-        false -> "/tmp";
-        "" -> "/tmp";
-        D -> D
-    end.
 
 add(_, 0) -> ok;
 add(M, N) -> {ok, _} = emmap:patomic_add(M, 0, 1), add(M, N - 1).
