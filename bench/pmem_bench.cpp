@@ -80,13 +80,14 @@ BENCHMARK(BM_persist_msync)->Arg(64)->Arg(4096);
 // Durable large writes: non-temporal stores + one fence (what
 // Mapping::write does at and above kNtThreshold on a flush map) against
 // memcpy + flush + fence, at sizes around the threshold.
-void BM_write_durable_nt(benchmark::State& st) {
+template <typename Copy>
+void durable_writes(benchmark::State& st, Copy copy) {
   const auto n = static_cast<std::size_t>(st.range(0));
   Maps& mp = maps();
   std::uint64_t pos = 0;
   for (auto _ : st) {
     auto e = mp.flush->with_writable(pos, n, [&](char* p, std::size_t len) -> emmap::Error {
-      emmap::pmem_copy_nt(p, mp.src.data(), len);
+      copy(p, mp.src.data(), len);
       emmap::pmem_fence();
       return {};
     });
@@ -95,21 +96,14 @@ void BM_write_durable_nt(benchmark::State& st) {
   }
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n));
 }
+void BM_write_durable_nt(benchmark::State& st) {
+  durable_writes(st, [](char* p, const char* src, std::size_t len) { emmap::pmem_copy_nt(p, src, len); });
+}
 void BM_write_durable_memcpy_flush(benchmark::State& st) {
-  const auto n = static_cast<std::size_t>(st.range(0));
-  Maps& mp = maps();
-  std::uint64_t pos = 0;
-  for (auto _ : st) {
-    auto e = mp.flush->with_writable(pos, n, [&](char* p, std::size_t len) -> emmap::Error {
-      std::memcpy(p, mp.src.data(), len);
-      emmap::pmem_flush(p, len);
-      emmap::pmem_fence();
-      return {};
-    });
-    if (e) st.SkipWithError("write failed");
-    pos = (pos + n + 4096) % (kMapSize - (1u << 20));
-  }
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * n));
+  durable_writes(st, [](char* p, const char* src, std::size_t len) {
+    std::memcpy(p, src, len);
+    emmap::pmem_flush(p, len);
+  });
 }
 BENCHMARK(BM_write_durable_nt)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Arg(4096)->Arg(65536);
 BENCHMARK(BM_write_durable_memcpy_flush)->Arg(64)->Arg(128)->Arg(256)->Arg(512)->Arg(1024)->Arg(4096)->Arg(65536);
