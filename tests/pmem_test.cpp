@@ -112,6 +112,16 @@ struct Tree {
 
 bool linux_backend() { return make_backend()->name() == "linux"; }
 
+// Where the map's bytes start (nullptr when it is closed).
+const char* base_of(Mapping& m) {
+  const char* base = nullptr;
+  (void)m.with_map([&](char* p, std::uint64_t) -> Error {
+    base = p;
+    return {};
+  }, false);
+  return base;
+}
+
 class Pmem : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -195,8 +205,8 @@ TEST_F(Pmem, ForcedSharedMapPersistsByFlushWithNoSystemCall) {
   const std::string data = pattern(3 * 4096 + 100, 7);
   ASSERT_EQ(m->write(0, data.data(), 100), Error());  // small: plain stores
   EXPECT_TRUE(rec.take().empty());
-  const char* base = nullptr;
-  ASSERT_TRUE(m->with_map([&](char* p, std::uint64_t) -> Error { base = p; return {}; }, false).ok());
+  const char* base = base_of(*m);
+  ASSERT_TRUE(base);
   // Unaligned ranges: exactly the lines they touch, in order, once each.
   for (const auto& [pos, len] : std::vector<std::pair<std::uint64_t, std::uint64_t>>{
            {0, 1}, {3, 61}, {3, 62}, {63, 1}, {63, 2}, {100, 4000}, {4095, 2}, {7, 3 * 4096}, {0, 3 * 4096 + 100}}) {
@@ -291,8 +301,8 @@ TEST_F(Pmem, LargeWritesGoAroundTheCacheAndAreInTheFile) {
   const std::string path = dir.file("w");
   auto m = open(path, 16384);
   ASSERT_TRUE(m);
-  const char* base = nullptr;
-  ASSERT_TRUE(m->with_map([&](char* p, std::uint64_t) -> Error { base = p; return {}; }, false).ok());
+  const char* base = base_of(*m);
+  ASSERT_TRUE(base);
   LineRecorder rec;
   for (const auto& [pos, len] : std::vector<std::pair<std::uint64_t, std::size_t>>{
            {0, kNtThreshold}, {5, 1000}, {64, 4096}, {4000, 6001}, {100, kNtThreshold - 1}}) {
@@ -331,8 +341,8 @@ TEST_F(Pmem, AWriteFromTheMapItselfIsAMoveNotACopy) {
   const std::string path = dir.file("o");
   auto m = open(path, 16384);
   ASSERT_TRUE(m);
-  const char* base = nullptr;
-  ASSERT_TRUE(m->with_map([&](char* p, std::uint64_t) -> Error { base = p; return {}; }, false).ok());
+  const char* base = base_of(*m);
+  ASSERT_TRUE(base);
   for (const auto& [from, to, len] : std::vector<std::tuple<std::uint64_t, std::uint64_t, std::size_t>>{
            {0, 100, 2000}, {100, 0, 2000}, {64, 65, kNtThreshold}, {4096, 4000, 5000}, {10, 10, 3000}}) {
     std::string image = pattern(16384, from + to + len);
@@ -425,8 +435,8 @@ TEST_F(DeviceDaxTest, SizeAndAlignmentComeFromSysfs) {
   EXPECT_EQ(m.size(), kSize);
   EXPECT_EQ(m.device_dax_align(), kAlign);
   EXPECT_EQ(m.persistence(), Persistence::flush);
-  const char* base = nullptr;
-  ASSERT_TRUE(m.with_map([&](char* p, std::uint64_t) -> Error { base = p; return {}; }, false).ok());
+  const char* base = base_of(m);
+  ASSERT_TRUE(base);
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(base) % kAlign, 0u) << "the map must be aligned like the device";
   EXPECT_EQ(m.resize(kSize + kAlign).error(), Errc::fixed_size);
   EXPECT_EQ(m.resize(kAlign).error(), Errc::fixed_size);
@@ -470,8 +480,8 @@ TEST_F(DeviceDaxTest, UnalignedOrOutsideOrTruncatingIsEinval) {
   {
     auto probe = open_dev(0, kAlign);
     ASSERT_TRUE(probe.ok());
-    const char* at = nullptr;
-    ASSERT_TRUE(probe->mapping->with_map([&](char* p, std::uint64_t) -> Error { at = p; return {}; }, false).ok());
+    const char* at = base_of(*probe->mapping);
+    ASSERT_TRUE(at);
     probe->mapping->close();
     OpenOptions a;
     a.address = reinterpret_cast<std::uintptr_t>(at) + 4096;  // page-aligned, not device-aligned
