@@ -64,15 +64,12 @@ void heavy_fence() noexcept {
 
 }  // namespace gate_detail
 
-bool AccessGate::enter_overflow(bool wait, std::atomic<const void*>** slot) noexcept {
+std::atomic<const void*>* AccessGate::enter_overflow(bool wait) noexcept {
   for (;;) {
     overflow_readers_.fetch_add(1, std::memory_order_seq_cst);
-    if (!writer_.load(std::memory_order_seq_cst)) {
-      *slot = nullptr;
-      return true;
-    }
+    if (!writer_.load(std::memory_order_seq_cst)) return &overflow_slot_;
     overflow_readers_.fetch_sub(1, std::memory_order_release);
-    if (!wait) return false;
+    if (!wait) return nullptr;
     std::lock_guard<std::mutex> until_the_writer_is_done(writer_mutex_);
   }
 }

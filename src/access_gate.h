@@ -64,18 +64,19 @@ class AccessGate {
   // entered() is then false and nothing is held.
   class Reader {
    public:
-    explicit Reader(AccessGate& g, bool wait = true) noexcept : gate_(g) { entered_ = g.enter(wait, &slot_); }
+    explicit Reader(AccessGate& g, bool wait = true) noexcept : gate_(g), slot_(g.enter(wait)) {}
     ~Reader() {
-      if (entered_) gate_.leave(slot_);
+      if (slot_) gate_.leave(slot_);
     }
-    bool entered() const noexcept { return entered_; }
+    bool entered() const noexcept { return slot_ != nullptr; }
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
 
    private:
     AccessGate& gate_;
-    std::atomic<const void*>* slot_ = nullptr;
-    bool entered_ = false;
+    // The slot this reader published itself in (the gate's overflow_slot_
+    // for a reader counted in overflow_readers_); null: not entered.
+    std::atomic<const void*>* slot_;
   };
 
   // Exclusive section: returns once no reader is inside; readers that come
@@ -84,7 +85,10 @@ class AccessGate {
   void unlock() noexcept;
 
  private:
-  bool enter(bool wait, std::atomic<const void*>** slot) noexcept {
+  // Returns the slot to give back to leave(), or null when not entered
+  // (only without `wait`). The slot is returned, not stored through a
+  // pointer, so that a Reader lives in registers on the hot paths.
+  std::atomic<const void*>* enter(bool wait) noexcept {
     gate_detail::ThreadRecord* rec = gate_detail::my_record();
     std::atomic<const void*>* s = nullptr;
     for (auto& candidate : rec->inside) {
@@ -93,33 +97,32 @@ class AccessGate {
         break;
       }
     }
-    if (s == nullptr) return enter_overflow(wait, slot);
+    if (s == nullptr) [[unlikely]] return enter_overflow(wait);
     for (;;) {
       s->store(this, std::memory_order_relaxed);
       gate_detail::light_fence();
-      if (!writer_.load(std::memory_order_acquire)) {
-        *slot = s;
-        return true;
-      }
+      if (!writer_.load(std::memory_order_acquire)) [[likely]] return s;
       s->store(nullptr, std::memory_order_release);
-      if (!wait) return false;
+      if (!wait) return nullptr;
       std::lock_guard<std::mutex> until_the_writer_is_done(writer_mutex_);
     }
   }
 
   void leave(std::atomic<const void*>* slot) noexcept {
-    if (slot == nullptr) {
+    if (slot == &overflow_slot_) [[unlikely]] {
       overflow_readers_.fetch_sub(1, std::memory_order_release);
       return;
     }
     slot->store(nullptr, std::memory_order_release);
   }
 
-  // Deeper nesting than kSlotsPerThread: a shared counter (slow, but correct).
-  bool enter_overflow(bool wait, std::atomic<const void*>** slot) noexcept;
+  // Deeper nesting than kSlotsPerThread: a shared counter (slow, but
+  // correct). Returns &overflow_slot_, or null when not entered.
+  std::atomic<const void*>* enter_overflow(bool wait) noexcept;
 
   std::atomic<bool> writer_{false};
   std::atomic<std::int64_t> overflow_readers_{0};
+  std::atomic<const void*> overflow_slot_{nullptr};  // never written: its address marks an overflow reader
   std::mutex writer_mutex_;
 };
 

@@ -845,6 +845,48 @@ TEST(Gate, ReaderAndWriterSectionsNeverOverlap) {
   EXPECT_EQ(overlaps.load(), 0);
 }
 
+// Readers nested deeper than a thread's slots are counted on the gate
+// instead: they hold a writer off like the others, each leaves exactly
+// once, and with a writer inside they are refused (without `wait`).
+TEST(Gate, ReadersNestedPastTheThreadsSlotsHoldTheWriterOff) {
+  AccessGate gate;
+  constexpr int kDepth = 7;  // more than the slots a thread has
+  std::atomic<bool> writer_in{false};
+  std::thread writer;
+  {
+    std::optional<AccessGate::Reader> readers[kDepth];
+    for (auto& r : readers) {
+      r.emplace(gate, false);
+      ASSERT_TRUE(r->entered());
+    }
+    writer = std::thread([&] {
+      gate.lock();
+      writer_in = true;
+    });
+    // Leave from the outermost (the ones in slots first, so that only the
+    // counted ones are left at the end): the writer must stay out until the
+    // last reader has left.
+    for (int i = 0; i < kDepth; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      EXPECT_FALSE(writer_in.load()) << "the writer got in with " << kDepth - i << " readers inside";
+      readers[i].reset();
+    }
+  }
+  writer.join();
+  EXPECT_TRUE(writer_in.load());
+  // With the writer inside, no reader gets in at any depth.
+  {
+    std::optional<AccessGate::Reader> readers[kDepth];
+    for (auto& r : readers) {
+      r.emplace(gate, false);
+      EXPECT_FALSE(r->entered());
+    }
+  }
+  gate.unlock();
+  AccessGate::Reader after(gate, false);
+  EXPECT_TRUE(after.entered());
+}
+
 #if EMMAP_EXPECT_MEMBARRIER
 // On Linux the gate's readers pay no fence: the writer's membarrier(2) does
 // it for them, whenever the kernel offers it.
