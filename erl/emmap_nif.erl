@@ -4,7 +4,9 @@
 
 -export([open/5, close/1, info/1,
          pread/3, read/2, region/3, read_line/1, position/3, pwrite/3, write/2,
-         patomic/4, patomic_cas/4, patomic_read/2, patomic_write/3,
+         patomic/4, patomic_add/3, patomic_sub/3, patomic_and/3, patomic_or/3, patomic_xor/3,
+         patomic_xchg/3, counter_add/3, counter_sub/3, counter_xchg/3,
+         patomic_cas/4, patomic_read/2, patomic_write/3,
          resize/1, resize/2, sync/3, sync_async/2, advise/4,
          block_init/2, block_store/2, block_read/2, block_free/2, block_scan/3, block_repair/3,
          queue_open/6, queue_push/3, queue_pop/2, queue_length/1, queue_purge/1,
@@ -52,6 +54,26 @@ pwrite(_H, _Pos, _Bin) -> ?NIF.
 write(_H, _Bin) -> ?NIF.
 -spec patomic(handle(), integer(), atom(), integer()) -> {ok, integer()} | error().
 patomic(_H, _Pos, _Op, _Value) -> ?NIF.
+%% patomic/4 with the operation in the name (no atom to decode).
+-spec patomic_add(handle(), integer(), integer()) -> {ok, integer()} | error().
+patomic_add(_H, _Pos, _Value) -> ?NIF.
+-spec patomic_sub(handle(), integer(), integer()) -> {ok, integer()} | error().
+patomic_sub(_H, _Pos, _Value) -> ?NIF.
+-spec patomic_and(handle(), integer(), integer()) -> {ok, integer()} | error().
+patomic_and(_H, _Pos, _Value) -> ?NIF.
+-spec patomic_or(handle(), integer(), integer()) -> {ok, integer()} | error().
+patomic_or(_H, _Pos, _Value) -> ?NIF.
+-spec patomic_xor(handle(), integer(), integer()) -> {ok, integer()} | error().
+patomic_xor(_H, _Pos, _Value) -> ?NIF.
+-spec patomic_xchg(handle(), integer(), integer()) -> {ok, integer()} | error().
+patomic_xchg(_H, _Pos, _Value) -> ?NIF.
+%% The same for the counters: the old value bare, not in {ok, _}.
+-spec counter_add(handle(), integer(), integer()) -> integer() | error().
+counter_add(_H, _Pos, _Value) -> ?NIF.
+-spec counter_sub(handle(), integer(), integer()) -> integer() | error().
+counter_sub(_H, _Pos, _Value) -> ?NIF.
+-spec counter_xchg(handle(), integer(), integer()) -> integer() | error().
+counter_xchg(_H, _Pos, _Value) -> ?NIF.
 -spec patomic_cas(handle(), integer(), integer(), integer()) -> {boolean(), integer()} | error().
 patomic_cas(_H, _Pos, _Expected, _New) -> ?NIF.
 -spec patomic_read(handle(), integer()) -> {ok, integer()} | error().

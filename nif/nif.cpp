@@ -428,6 +428,23 @@ ERL_NIF_TERM patomic_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return r ? c.ok(enif_make_int64(c.env, *r)) : c.error(r.error());
 }
 
+// patomic_add(H, Pos, V) and its siblings: the operation is the function,
+// not an atom to decode. With `Bare` (the counters) the old value comes back
+// as a bare integer, {error, R} still a tuple.
+template <AtomicOp Op, bool Bare = false>
+ERL_NIF_TERM patomic_op_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+  HandleRes* h;
+  if (!c.handle(argv[0], &h)) return c.badarg();
+  std::uint64_t pos;
+  std::int64_t v;
+  ERL_NIF_TERM err;
+  if (!arg_u64(c, argv[1], &pos, &err) || !arg_i64(c, argv[2], &v, &err)) return err;
+  auto r = h->map->atomic_fetch(Op, pos, v, c.wait());
+  if (!r) return c.error(r.error());
+  const ERL_NIF_TERM old = enif_make_int64(c.env, *r);
+  return Bare ? old : c.ok(old);
+}
+
 ERL_NIF_TERM patomic_cas_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
@@ -983,6 +1000,15 @@ ErlNifFunc functions[] = {
     {"pwrite", 3, normal_entry<pwrite_impl>, 0},          // dirty above 1 MiB or when busy
     {"write", 2, normal_entry<write_impl>, 0},            // same
     {"patomic", 4, normal_entry<patomic_impl>, 0},        // O(1); dirty only when busy
+    {"patomic_add", 3, normal_entry<patomic_op_impl<AtomicOp::add>>, 0},  // the same, one per op
+    {"patomic_sub", 3, normal_entry<patomic_op_impl<AtomicOp::sub>>, 0},
+    {"patomic_and", 3, normal_entry<patomic_op_impl<AtomicOp::and_>>, 0},
+    {"patomic_or", 3, normal_entry<patomic_op_impl<AtomicOp::or_>>, 0},
+    {"patomic_xor", 3, normal_entry<patomic_op_impl<AtomicOp::xor_>>, 0},
+    {"patomic_xchg", 3, normal_entry<patomic_op_impl<AtomicOp::xchg>>, 0},
+    {"counter_add", 3, normal_entry<patomic_op_impl<AtomicOp::add, true>>, 0},  // Old, not {ok, Old}
+    {"counter_sub", 3, normal_entry<patomic_op_impl<AtomicOp::sub, true>>, 0},
+    {"counter_xchg", 3, normal_entry<patomic_op_impl<AtomicOp::xchg, true>>, 0},
     {"patomic_cas", 4, normal_entry<patomic_cas_impl>, 0},
     {"patomic_read", 2, normal_entry<patomic_read_impl>, 0},
     {"patomic_write", 3, normal_entry<patomic_write_impl>, 0},

@@ -397,7 +397,7 @@ class Region : public std::enable_shared_from_this<Region> {
   bool leak_ = false;
 };
 
-inline Error Mapping::begin_access() const noexcept {
+[[gnu::always_inline]] inline Error Mapping::begin_access() const noexcept {
   if (region_->truncated()) return Errc::truncated;
   t_fault = kFaultNone;
   return {};
@@ -405,7 +405,7 @@ inline Error Mapping::begin_access() const noexcept {
 
 // The atomics are inline: each is a handful of instructions around one
 // locked instruction, and a call per layer was most of their cost.
-inline Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
+[[gnu::always_inline]] inline Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexcept {
   if (!region_) return Error(Errc::closed);
   if (Error e = begin_access()) return e;
   if (pos > size_ || size_ - pos < sizeof(std::int64_t)) return Error(Errc::einval);
@@ -415,7 +415,7 @@ inline Result<char*> Mapping::check_atomic(std::uint64_t pos, bool write) noexce
   return p;
 }
 
-inline Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v, Wait w) noexcept {
+[[gnu::always_inline]] inline Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos, std::int64_t v, Wait w) noexcept {
   AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
@@ -434,7 +434,7 @@ inline Result<std::int64_t> Mapping::atomic_fetch(AtomicOp op, std::uint64_t pos
   return old;
 }
 
-inline Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
+[[gnu::always_inline]] inline Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t pos, std::int64_t expected,
                                                           std::int64_t desired, Wait w) noexcept {
   AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
@@ -446,7 +446,7 @@ inline Result<std::pair<bool, std::int64_t>> Mapping::atomic_cas(std::uint64_t p
   return std::pair<bool, std::int64_t>(swapped, expected);  // expected now holds what was seen
 }
 
-inline Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
+[[gnu::always_inline]] inline Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noexcept {
   AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, false);
@@ -456,7 +456,7 @@ inline Result<std::int64_t> Mapping::atomic_load(std::uint64_t pos, Wait w) noex
   return v;
 }
 
-inline Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexcept {
+[[gnu::always_inline]] inline Error Mapping::atomic_store(std::uint64_t pos, std::int64_t value, Wait w) noexcept {
   AccessGate::Reader in(gate_, w != Wait::no);
   if (!in.entered()) return Error(Errc::ebusy);
   auto p = check_atomic(pos, true);
