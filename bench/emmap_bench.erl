@@ -15,7 +15,7 @@
 %%% to write(2)+fdatasync(2) of the same bytes, and how long sync_async/1
 %%% keeps its caller.
 -module(emmap_bench).
--export([main/0, main/1, queue_sync_always/2, sync_shapes/1, queue_two_vms/3, queue_peer/1, tmpdir/0]).
+-export([main/0, main/1, queue_sync_always/2, sync_shapes/1, direct_in_erlang/3, queue_two_vms/3, queue_peer/1, tmpdir/0]).
 
 -define(MAP, (64 bsl 20)).
 -define(ROUNDS, 9).
@@ -89,6 +89,7 @@ main(Args) ->
     %% In the chart, these are told apart from the shapes above by a prefix.
     Results = Results0 ++ [{"NIF: " ++ Name, R, G} || {Name, R, G} <- [run_shape(S, Rounds) || S <- NifShapes]],
     emmap:close_counters(C),
+    direct_in_erlang(D, OffsSmall, N40),
     emmap:close(D), emmap:close(M),
     nif_floor(Atomics, NAt),
     queue_latency(Q, 100000),
@@ -181,6 +182,37 @@ nif_floor(A, N) ->
     {NT, BT} = lists:unzip([{time_us(Nop), time_us(Bif)} || _ <- lists:seq(1, 5)]),
     io:format("context: a no-op NIF call costs ~.1f ns; atomics:add_get/3 ~.1f ns~n",
               [median(NT) * 1000 / N, median(BT) * 1000 / N]).
+
+%% Issue 12's idea for direct reads without a NIF call: the handle would
+%% carry a binary over the whole map and an atomics word saying it is still
+%% valid, and pread would be binary_part/3 after one atomics:get/2. Its two
+%% parts alone, timed here next to binary:copy/1 of 40 B (the goal's floor)
+%% and the direct pread NIF, cost more than the NIF does.
+direct_in_erlang(D, Offs, N) ->
+    Big = binary:copy(<<0>>, 64 bsl 10),
+    A = atomics:new(1, []),
+    Src40 = binary:copy(<<"0123456789">>, 4),
+    Loops = [fun() -> loop_copy(Src40, N) end,
+             fun() -> loop_part(Big, Offs, N) end,
+             fun() -> loop_get(A, N) end,
+             fun() -> loop_pread(D, Offs, 40, N) end],
+    _ = [L() || L <- Loops],
+    Ts = lists:foldl(fun(_, Acc) -> [[time_us(L) | T] || {L, T} <- lists:zip(Loops, Acc)] end,
+                     [[] || _ <- Loops], lists:seq(1, 5)),
+    [Copy, Part, Get, Pread] = [median(T) * 1000 / N || T <- Ts],
+    io:format("context: a direct pread in Erlang would cost binary_part/3 ~.1f ns + atomics:get/2 ~.1f ns "
+              "= ~.1f ns, vs the direct pread NIF ~.1f ns and binary:copy/1 of 40 B ~.1f ns~n",
+              [Part, Get, Part + Get, Pread, Copy]).
+
+loop_part(_B, _Offs, 0) -> ok;
+loop_part(B, Offs, N) ->
+    _ = binary_part(B, element((N band (tuple_size(Offs) - 1)) + 1, Offs), 40),
+    loop_part(B, Offs, N - 1).
+
+loop_get(_A, 0) -> ok;
+loop_get(A, N) ->
+    0 = atomics:get(A, 1),
+    loop_get(A, N - 1).
 
 loop_nop(_A, 0) -> ok;
 loop_nop(A, N) ->
