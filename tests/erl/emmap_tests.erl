@@ -788,7 +788,15 @@ counters_reference_example_test() ->
     ?assertError(badarg, emmap:inc_counter(C, 2)),
     ?assertError(badarg, emmap:inc_counter(C, -1)),
     ?assertError(badarg, emmap:inc_counter(C, 0, foo)),
+    ?assertError(badarg, emmap:dec_counter(C, 2, 1)),
+    ?assertError(badarg, emmap:set_counter(not_counters, 0, 1)),
+    %% A value past 64 bits is a wrong value of the right type.
+    ?assertError({emmap_counters, einval}, emmap:inc_counter(C, 0, 1 bsl 70)),
+    ?assertEqual(15, emmap:read_counter(C, 0)),
     ok = emmap:close_counters(C),
+    [?assertError({emmap_counters, closed}, Op()) ||
+        Op <- [fun() -> emmap:inc_counter(C, 0) end, fun() -> emmap:dec_counter(C, 0, 2) end,
+               fun() -> emmap:set_counter(C, 0, 3) end, fun() -> emmap:read_counter(C, 0) end]],
     %% Values survive closing and reopening; more counters grow the file.
     C2 = emmap:open_counters(F, 3),
     ?assertEqual(15, emmap:read_counter(C2, 0)),
