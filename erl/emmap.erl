@@ -506,9 +506,9 @@ inc_counter(C, I) -> inc_counter(C, I, 1).
 
 %% @doc Adds `By' to counter `I'; returns the old value.
 -spec inc_counter(counters(), non_neg_integer(), integer()) -> integer().
-inc_counter(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N} = C, I, By)
-  when is_integer(I), I >= 0, I < N, is_integer(By) ->
-    counter_result(emmap_nif:counter_add(R, ?CNT_HEADER + 8 * I, By), C, I, By);
+inc_counter(#emmap_counters{mem = #file_descriptor{data = R}, count = N}, I, By)
+  when is_integer(I), I >= 0, I < N ->
+    emmap_nif:counter_add(R, ?CNT_HEADER + 8 * I, By);
 inc_counter(C, I, By) -> erlang:error(badarg, [C, I, By]).
 
 %% @doc Subtracts one from counter `I'; returns the old value.
@@ -517,16 +517,16 @@ dec_counter(C, I) -> dec_counter(C, I, 1).
 
 %% @doc Subtracts `By' from counter `I'; returns the old value.
 -spec dec_counter(counters(), non_neg_integer(), integer()) -> integer().
-dec_counter(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N} = C, I, By)
-  when is_integer(I), I >= 0, I < N, is_integer(By) ->
-    counter_result(emmap_nif:counter_sub(R, ?CNT_HEADER + 8 * I, By), C, I, By);
+dec_counter(#emmap_counters{mem = #file_descriptor{data = R}, count = N}, I, By)
+  when is_integer(I), I >= 0, I < N ->
+    emmap_nif:counter_sub(R, ?CNT_HEADER + 8 * I, By);
 dec_counter(C, I, By) -> erlang:error(badarg, [C, I, By]).
 
 %% @doc Sets counter `I'; returns the old value.
 -spec set_counter(counters(), non_neg_integer(), integer()) -> integer().
-set_counter(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N} = C, I, V)
-  when is_integer(I), I >= 0, I < N, is_integer(V) ->
-    counter_result(emmap_nif:counter_xchg(R, ?CNT_HEADER + 8 * I, V), C, I, V);
+set_counter(#emmap_counters{mem = #file_descriptor{data = R}, count = N}, I, V)
+  when is_integer(I), I >= 0, I < N ->
+    emmap_nif:counter_xchg(R, ?CNT_HEADER + 8 * I, V);
 set_counter(C, I, V) -> erlang:error(badarg, [C, I, V]).
 
 %% @doc The current value of counter `I'.
@@ -538,13 +538,6 @@ read_counter(#emmap_counters{mem = Mem, count = N} = C, I) when is_integer(I), I
     end;
 read_counter(C, I) ->
     erlang:error(badarg, [C, I]).
-
-%% What emmap_nif:counter_* answered: the old value, or an error raised
-%% for the caller's arguments. Inlined: a local call on this path costs a
-%% tenth of the call.
--compile({inline, [counter_result/4]}).
-counter_result(Old, _C, _I, _V) when is_integer(Old) -> Old;
-counter_result({error, Reason}, C, I, V) -> erlang:error({emmap_counters, Reason}, [C, I, V]).
 
 %%% ---------------------------------------------------------------------------
 %%% Block storage: fixed-size blocks in one file, addressed by slot number.

@@ -67,12 +67,13 @@ patomic_or(_H, _Pos, _Value) -> ?NIF.
 patomic_xor(_H, _Pos, _Value) -> ?NIF.
 -spec patomic_xchg(handle(), integer(), integer()) -> {ok, integer()} | error().
 patomic_xchg(_H, _Pos, _Value) -> ?NIF.
-%% The same for the counters: the old value bare, not in {ok, _}.
--spec counter_add(handle(), integer(), integer()) -> integer() | error().
+%% The same for the counters: the old value bare, not in {ok, _}; an error
+%% is raised as error:{emmap_counters, Reason} (badarg as badarg).
+-spec counter_add(handle(), integer(), integer()) -> integer().
 counter_add(_H, _Pos, _Value) -> ?NIF.
--spec counter_sub(handle(), integer(), integer()) -> integer() | error().
+-spec counter_sub(handle(), integer(), integer()) -> integer().
 counter_sub(_H, _Pos, _Value) -> ?NIF.
--spec counter_xchg(handle(), integer(), integer()) -> integer() | error().
+-spec counter_xchg(handle(), integer(), integer()) -> integer().
 counter_xchg(_H, _Pos, _Value) -> ?NIF.
 -spec patomic_cas(handle(), integer(), integer(), integer()) -> {boolean(), integer()} | error().
 patomic_cas(_H, _Pos, _Expected, _New) -> ?NIF.

@@ -13,6 +13,7 @@
   X(undefined, "undefined")                 \
   X(invalid_option, "invalid_option")       \
   X(emmap_sync, "emmap_sync")               \
+  X(emmap_counters, "emmap_counters")       \
   /* options */                             \
   X(read, "read")                           \
   X(write, "write")                         \

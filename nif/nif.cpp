@@ -429,20 +429,29 @@ ERL_NIF_TERM patomic_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 }
 
 // patomic_add(H, Pos, V) and its siblings: the operation is the function,
-// not an atom to decode. With `Bare` (the counters) the old value comes back
-// as a bare integer, {error, R} still a tuple.
-template <AtomicOp Op, bool Bare = false>
+// not an atom to decode. With `Counter` (emmap's counters) the old value
+// comes back bare, and an error is raised as {emmap_counters, Reason}
+// (badarg stays badarg), so that the Erlang caller can tail-call this.
+template <AtomicOp Op, bool Counter = false>
 ERL_NIF_TERM patomic_op_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
   std::uint64_t pos;
   std::int64_t v;
   ERL_NIF_TERM err;
-  if (!arg_u64(c, argv[1], &pos, &err) || !arg_i64(c, argv[2], &v, &err)) return err;
+  if (!arg_u64(c, argv[1], &pos, &err) || !arg_i64(c, argv[2], &v, &err)) {
+    if (Counter && !enif_is_exception(c.env, err))  // a wrong value: {error, einval}
+      return enif_raise_exception(c.env, pair(c.env, c.p->atoms.emmap_counters, c.p->errc[int(Errc::einval)]));
+    return err;
+  }
   auto r = h->map->atomic_fetch(Op, pos, v, c.wait());
-  if (!r) return c.error(r.error());
+  if (!r) {
+    const ERL_NIF_TERM e = c.error(r.error());
+    if (!Counter || c.retry) return e;  // retried on a dirty scheduler: no error yet
+    return enif_raise_exception(c.env, pair(c.env, c.p->atoms.emmap_counters, c.p->errc[int(r.error().code())]));
+  }
   const ERL_NIF_TERM old = enif_make_int64(c.env, *r);
-  return Bare ? old : c.ok(old);
+  return Counter ? old : c.ok(old);
 }
 
 ERL_NIF_TERM patomic_cas_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
@@ -1006,7 +1015,7 @@ ErlNifFunc functions[] = {
     {"patomic_or", 3, normal_entry<patomic_op_impl<AtomicOp::or_>>, 0},
     {"patomic_xor", 3, normal_entry<patomic_op_impl<AtomicOp::xor_>>, 0},
     {"patomic_xchg", 3, normal_entry<patomic_op_impl<AtomicOp::xchg>>, 0},
-    {"counter_add", 3, normal_entry<patomic_op_impl<AtomicOp::add, true>>, 0},  // Old, not {ok, Old}
+    {"counter_add", 3, normal_entry<patomic_op_impl<AtomicOp::add, true>>, 0},  // Old, or raises
     {"counter_sub", 3, normal_entry<patomic_op_impl<AtomicOp::sub, true>>, 0},
     {"counter_xchg", 3, normal_entry<patomic_op_impl<AtomicOp::xchg, true>>, 0},
     {"patomic_cas", 4, normal_entry<patomic_cas_impl>, 0},
