@@ -54,6 +54,8 @@ ThreadRecord* all_records() noexcept { return g_records.load(std::memory_order_a
 
 const bool asymmetric = heavy_barrier_available();
 
+std::atomic<const void*> overflow_slot{nullptr};
+
 void heavy_fence() noexcept {
   if (asymmetric) {
     heavy_barrier();
@@ -67,11 +69,17 @@ void heavy_fence() noexcept {
 std::atomic<const void*>* AccessGate::enter_overflow(bool wait) noexcept {
   for (;;) {
     overflow_readers_.fetch_add(1, std::memory_order_seq_cst);
-    if (!writer_.load(std::memory_order_seq_cst)) return &overflow_slot_;
+    if (!writer_.load(std::memory_order_seq_cst)) return &gate_detail::overflow_slot;
     overflow_readers_.fetch_sub(1, std::memory_order_release);
     if (!wait) return nullptr;
     std::lock_guard<std::mutex> until_the_writer_is_done(writer_mutex_);
   }
+}
+
+bool AccessGate::enter_overflow(bool wait, std::atomic<const void*>** slot) noexcept {
+  if (enter_overflow(wait) == nullptr) return false;
+  *slot = nullptr;
+  return true;
 }
 
 namespace {

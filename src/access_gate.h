@@ -44,6 +44,10 @@ inline ThreadRecord* my_record() noexcept {
   return r ? r : acquire_my_record();
 }
 ThreadRecord* all_records() noexcept;
+// Never written: its address is the slot of a reader counted on a gate's
+// overflow_readers_ (a global, not a gate member, so that the gate's
+// layout, which is inside every Mapping, stays that of libemmap.so.0).
+extern std::atomic<const void*> overflow_slot;
 extern const bool asymmetric;  // decided once, at load, from the platform
 void heavy_fence() noexcept;   // writer side
 
@@ -74,7 +78,7 @@ class AccessGate {
 
    private:
     AccessGate& gate_;
-    // The slot this reader published itself in (the gate's overflow_slot_
+    // The slot this reader published itself in (gate_detail::overflow_slot
     // for a reader counted in overflow_readers_); null: not entered.
     std::atomic<const void*>* slot_;
   };
@@ -109,7 +113,7 @@ class AccessGate {
   }
 
   void leave(std::atomic<const void*>* slot) noexcept {
-    if (slot == &overflow_slot_) [[unlikely]] {
+    if (slot == &gate_detail::overflow_slot) [[unlikely]] {
       overflow_readers_.fetch_sub(1, std::memory_order_release);
       return;
     }
@@ -117,12 +121,16 @@ class AccessGate {
   }
 
   // Deeper nesting than kSlotsPerThread: a shared counter (slow, but
-  // correct). Returns &overflow_slot_, or null when not entered.
+  // correct). Returns &gate_detail::overflow_slot, or null when not entered.
   std::atomic<const void*>* enter_overflow(bool wait) noexcept;
+  // The same as libemmap.so.0 first exported it, for programs built
+  // against those headers (whose inline enter() calls it): true when
+  // entered, and *slot set to null, which their inline leave() takes for
+  // an overflow reader.
+  bool enter_overflow(bool wait, std::atomic<const void*>** slot) noexcept;
 
   std::atomic<bool> writer_{false};
   std::atomic<std::int64_t> overflow_readers_{0};
-  std::atomic<const void*> overflow_slot_{nullptr};  // never written: its address marks an overflow reader
   std::mutex writer_mutex_;
 };
 

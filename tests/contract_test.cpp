@@ -887,6 +887,20 @@ TEST(Gate, ReadersNestedPastTheThreadsSlotsHoldTheWriterOff) {
   EXPECT_TRUE(after.entered());
 }
 
+// A tripwire for libemmap.so.0's layout: inline code in the headers (the
+// atomics, the gate's reader side) reads these objects' members directly,
+// so a program built against earlier headers misreads them once they
+// change (a gate member added in one change made such a program's atomics
+// answer `closed`). Changing a size here means a new soname (the major of
+// VERSION), not a new number in this test.
+#if defined(__x86_64__) && defined(__GLIBCXX__)
+TEST(LibraryAbi, LayoutOfSoname0StaysPut) {
+  EXPECT_EQ(sizeof(AccessGate), 56u);
+  EXPECT_EQ(sizeof(Mapping), 344u);
+  EXPECT_EQ(sizeof(Region), 128u);
+}
+#endif
+
 #if EMMAP_EXPECT_MEMBARRIER
 // On Linux the gate's readers pay no fence: the writer's membarrier(2) does
 // it for them, whenever the kernel offers it.
