@@ -114,16 +114,16 @@ info(Mem) ->
 %%% ---------------------------------------------------------------------------
 %%% Reading and writing
 %%% ---------------------------------------------------------------------------
-%%% The hot calls (pread/3, pwrite/3 of a binary, the patomic functions)
-%%% match only the handle's `data' and pass their arguments on unchecked:
-%%% the NIF checks the resource type and every integer and raises badarg
-%%% itself, so guards here would check twice (they were a tenth of a
-%%% patomic call's instructions).
+%%% The hot calls (pread/3, pwrite/3 of a binary, the patomic functions,
+%%% the counters) match the handle and pass their integers on unguarded:
+%%% the NIF checks each one and raises badarg itself (for a wrong type
+%%% before any out-of-range value, as the guards did), so guards here would
+%%% check twice.
 
 %% @doc Reads up to `Len' bytes at `Pos' (shorter at the end); `eof' at or past it.
 -spec pread(mmap_file(), non_neg_integer(), non_neg_integer()) ->
           {ok, binary()} | eof | {error, reason()}.
-pread(#file_descriptor{data = R}, Pos, Len) ->
+pread(#file_descriptor{module = ?MODULE, data = R}, Pos, Len) ->
     emmap_nif:pread(R, Pos, Len);
 pread(Mem, Pos, Len) ->
     erlang:error(badarg, [Mem, Pos, Len]).
@@ -150,7 +150,7 @@ pread_list(_R, _, _) ->
 
 %% @doc Writes `Data' (iodata) at `Pos'; past the end is `{error, einval}'.
 -spec pwrite(mmap_file(), non_neg_integer(), iodata()) -> ok | {error, reason()}.
-pwrite(#file_descriptor{data = R}, Pos, Data) when is_binary(Data) ->
+pwrite(#file_descriptor{module = ?MODULE, data = R}, Pos, Data) when is_binary(Data) ->
     emmap_nif:pwrite(R, Pos, Data);
 pwrite(Mem, Pos, Data) when is_integer(Pos), is_list(Data) ->
     emmap_nif:pwrite(res(Mem), Pos, iolist_to_binary(Data));
@@ -286,32 +286,32 @@ resize(Mem, Size) -> erlang:error(badarg, [Mem, Size]).
 %% @doc Adds `V' to the 64-bit signed integer at `Pos' (8-byte aligned, native
 %% byte order); returns `{ok, Old}'. Wraps around on overflow.
 -spec patomic_add(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_add(#file_descriptor{data = R}, Pos, V) ->
+patomic_add(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_add(R, Pos, V);
 patomic_add(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc Subtracts `V' at `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_sub(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_sub(#file_descriptor{data = R}, Pos, V) ->
+patomic_sub(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_sub(R, Pos, V);
 patomic_sub(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc Bitwise and of `V' into `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_and(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_and(#file_descriptor{data = R}, Pos, V) ->
+patomic_and(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_and(R, Pos, V);
 patomic_and(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc Bitwise or of `V' into `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_or(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_or(#file_descriptor{data = R}, Pos, V) ->
+patomic_or(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_or(R, Pos, V);
 patomic_or(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc Bitwise xor of `V' into `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_xor(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_xor(#file_descriptor{data = R}, Pos, V) ->
+patomic_xor(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_xor(R, Pos, V);
 patomic_xor(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc Stores `V' at `Pos' atomically; returns `{ok, Old}'.
 -spec patomic_xchg(mmap_file(), non_neg_integer(), integer()) -> {ok, integer()} | {error, reason()}.
-patomic_xchg(#file_descriptor{data = R}, Pos, V) ->
+patomic_xchg(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_xchg(R, Pos, V);
 patomic_xchg(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 
@@ -325,13 +325,13 @@ patomic_cas(Mem, Pos, Expected, New) ->
 
 %% @doc The 64-bit signed integer at `Pos', read atomically: `{ok, V}'.
 -spec patomic_read_integer(mmap_file(), non_neg_integer()) -> {ok, integer()} | {error, reason()}.
-patomic_read_integer(#file_descriptor{data = R}, Pos) ->
+patomic_read_integer(#file_descriptor{module = ?MODULE, data = R}, Pos) ->
     emmap_nif:patomic_read(R, Pos);
 patomic_read_integer(Mem, Pos) -> erlang:error(badarg, [Mem, Pos]).
 
 %% @doc Stores `V' at `Pos' atomically (a 64-bit store).
 -spec patomic_write_integer(mmap_file(), non_neg_integer(), integer()) -> ok | {error, reason()}.
-patomic_write_integer(#file_descriptor{data = R}, Pos, V) ->
+patomic_write_integer(#file_descriptor{module = ?MODULE, data = R}, Pos, V) ->
     emmap_nif:patomic_write(R, Pos, V);
 patomic_write_integer(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 
@@ -506,7 +506,7 @@ inc_counter(C, I) -> inc_counter(C, I, 1).
 
 %% @doc Adds `By' to counter `I'; returns the old value.
 -spec inc_counter(counters(), non_neg_integer(), integer()) -> integer().
-inc_counter(#emmap_counters{mem = #file_descriptor{data = R}, count = N}, I, By)
+inc_counter(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N}, I, By)
   when is_integer(I), I >= 0, I < N ->
     emmap_nif:counter_add(R, ?CNT_HEADER + 8 * I, By);
 inc_counter(C, I, By) -> erlang:error(badarg, [C, I, By]).
@@ -517,14 +517,14 @@ dec_counter(C, I) -> dec_counter(C, I, 1).
 
 %% @doc Subtracts `By' from counter `I'; returns the old value.
 -spec dec_counter(counters(), non_neg_integer(), integer()) -> integer().
-dec_counter(#emmap_counters{mem = #file_descriptor{data = R}, count = N}, I, By)
+dec_counter(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N}, I, By)
   when is_integer(I), I >= 0, I < N ->
     emmap_nif:counter_sub(R, ?CNT_HEADER + 8 * I, By);
 dec_counter(C, I, By) -> erlang:error(badarg, [C, I, By]).
 
 %% @doc Sets counter `I'; returns the old value.
 -spec set_counter(counters(), non_neg_integer(), integer()) -> integer().
-set_counter(#emmap_counters{mem = #file_descriptor{data = R}, count = N}, I, V)
+set_counter(#emmap_counters{mem = #file_descriptor{module = ?MODULE, data = R}, count = N}, I, V)
   when is_integer(I), I >= 0, I < N ->
     emmap_nif:counter_xchg(R, ?CNT_HEADER + 8 * I, V);
 set_counter(C, I, V) -> erlang:error(badarg, [C, I, V]).

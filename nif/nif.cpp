@@ -137,6 +137,41 @@ bool arg_int(Call& c, ERL_NIF_TERM t, U64Arg (*get)(ErlNifEnv*, ERL_NIF_TERM), T
   return arg_i64_general(c, t, out, err);
 }
 
+// A position and a second integer (a length, or a value when `Signed`),
+// as the hot calls take them: one enif_get_int64 each inline; anything else
+// decodes both again out of line, where a wrong type (badarg) wins over a
+// value out of range ({error, einval}) whichever argument has which, as the
+// Erlang guards these calls no longer have decided it.
+template <bool Signed, typename T>
+[[gnu::noinline, gnu::cold]] bool arg_pos_and_general(Call& c, const ERL_NIF_TERM* a, std::uint64_t* pos, T* second,
+                                                     ERL_NIF_TERM* err) {
+  ERL_NIF_TERM e1 = 0, e2 = 0;
+  const bool ok1 = arg_u64_general(c, a[0], pos, &e1);
+  bool ok2;
+  if constexpr (Signed) {
+    ok2 = arg_i64_general(c, a[1], second, &e2);
+  } else {
+    ok2 = arg_u64_general(c, a[1], second, &e2);
+  }
+  if (ok1 && ok2) return true;
+  if (!ok1 && enif_is_exception(c.env, e1)) *err = e1;
+  else if (!ok2 && enif_is_exception(c.env, e2)) *err = e2;
+  else *err = ok1 ? e2 : e1;
+  return false;
+}
+
+template <bool Signed, typename T>
+[[gnu::always_inline]] inline bool arg_pos_and(Call& c, const ERL_NIF_TERM* a, std::uint64_t* pos, T* second,
+                                               ERL_NIF_TERM* err) {
+  ErlNifSInt64 p, v;
+  if (enif_get_int64(c.env, a[0], &p) && p >= 0 && enif_get_int64(c.env, a[1], &v) && (Signed || v >= 0)) [[likely]] {
+    *pos = static_cast<std::uint64_t>(p);
+    *second = static_cast<T>(v);
+    return true;
+  }
+  return arg_pos_and_general<Signed>(c, a, pos, second, err);
+}
+
 // Reads [pos, pos+len) as {ok, Binary}: zero-copy for direct handles (or
 // when `zero_copy`), a heap or refc copy otherwise.
 ERL_NIF_TERM read_binary(Call& c, HandleRes* h, std::uint64_t pos, std::uint64_t len, bool zero_copy = false) {
@@ -235,7 +270,7 @@ ERL_NIF_TERM pread_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   if (!c.handle(argv[0], &h)) return c.badarg();
   std::uint64_t pos, len;
   ERL_NIF_TERM err;
-  if (!arg_u64(c, argv[1], &pos, &err) || !arg_u64(c, argv[2], &len, &err)) return err;
+  if (!arg_pos_and<false>(c, argv + 1, &pos, &len, &err)) return err;
   return read_binary(c, h, pos, len);
 }
 
@@ -433,13 +468,13 @@ ERL_NIF_TERM patomic_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 // comes back bare, and an error is raised as {emmap_counters, Reason}
 // (badarg stays badarg), so that the Erlang caller can tail-call this.
 template <AtomicOp Op, bool Counter = false>
-ERL_NIF_TERM patomic_op_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+[[gnu::always_inline]] inline ERL_NIF_TERM patomic_op_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
   std::uint64_t pos;
   std::int64_t v;
   ERL_NIF_TERM err;
-  if (!arg_u64(c, argv[1], &pos, &err) || !arg_i64(c, argv[2], &v, &err)) {
+  if (!arg_pos_and<true>(c, argv + 1, &pos, &v, &err)) {
     if (Counter && !enif_is_exception(c.env, err))  // a wrong value: {error, einval}
       return enif_raise_exception(c.env, pair(c.env, c.p->atoms.emmap_counters, c.p->errc[int(Errc::einval)]));
     return err;
@@ -468,7 +503,7 @@ ERL_NIF_TERM patomic_cas_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return enif_make_tuple2(c.env, r->first ? c.p->atoms.true_ : c.p->atoms.false_, enif_make_int64(c.env, r->second));
 }
 
-ERL_NIF_TERM patomic_read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+[[gnu::always_inline]] inline ERL_NIF_TERM patomic_read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
   std::uint64_t pos;
@@ -478,13 +513,13 @@ ERL_NIF_TERM patomic_read_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   return r ? c.ok(enif_make_int64(c.env, *r)) : c.error(r.error());
 }
 
-ERL_NIF_TERM patomic_write_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
+[[gnu::always_inline]] inline ERL_NIF_TERM patomic_write_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
   HandleRes* h;
   if (!c.handle(argv[0], &h)) return c.badarg();
   std::uint64_t pos;
   std::int64_t v;
   ERL_NIF_TERM err;
-  if (!arg_u64(c, argv[1], &pos, &err) || !arg_i64(c, argv[2], &v, &err)) return err;
+  if (!arg_pos_and<true>(c, argv + 1, &pos, &v, &err)) return err;
   const Error e = h->map->atomic_store(pos, v, c.wait());
   return e ? c.error(e) : c.ok();
 }

@@ -767,6 +767,39 @@ closed_handle_test() ->
     ?assertEqual(ok, emmap:close(M)),
     file:delete(F).
 
+%% The hot calls pass their integers to the NIF unguarded: a wrong type
+%% must still raise badarg even when another argument is out of range (which
+%% alone is {error, einval}), in either order, and a handle record must be
+%% emmap's own even when its data is a live emmap resource.
+a_wrong_type_wins_over_a_wrong_value_test() ->
+    F = tmp("typewins"),
+    {ok, M, _} = emmap:open(F, [create, read, write, {size, 4096}]),
+    #file_descriptor{data = R} = M,
+    {ok, I} = iommap:open(F, []),
+    Foreign = [{file_descriptor, prim_file, R}, {file_descriptor, foo, R}, {file_descriptor, foo, I}],
+    BadType = [fun() -> emmap:patomic_add(M, -1, foo) end,
+               fun() -> emmap:patomic_add(M, foo, 1 bsl 70) end,
+               fun() -> emmap:patomic_xchg(M, 1 bsl 64, 1.0) end,
+               fun() -> emmap:patomic_write_integer(M, -8, "1") end,
+               fun() -> emmap:patomic_write_integer(M, <<>>, -1 bsl 70) end,
+               fun() -> emmap:pread(M, -1, foo) end,
+               fun() -> emmap:pread(M, 1 bsl 64, 1.0) end,
+               fun() -> emmap:pread(M, 1.0, -1) end] ++
+              [fun() -> emmap:pread(H, 0, 4) end || H <- Foreign] ++
+              [fun() -> emmap:pwrite(H, 0, <<1>>) end || H <- Foreign] ++
+              [fun() -> emmap:patomic_add(H, 0, 1) end || H <- Foreign] ++
+              [fun() -> emmap:patomic_read_integer(H, 0) end || H <- Foreign],
+    [?assertError(badarg, B()) || B <- BadType],
+    %% Values alone out of range, or past the end: einval, as before.
+    ?assertEqual({error, einval}, emmap:patomic_add(M, -1, 1)),
+    ?assertEqual({error, einval}, emmap:patomic_add(M, 0, 1 bsl 70)),
+    ?assertEqual({error, einval}, emmap:pread(M, -1, 4)),
+    ?assertEqual({error, einval}, emmap:patomic_write_integer(M, 1 bsl 64, 1)),
+    ?assertEqual({ok, 0}, emmap:patomic_read_integer(M, 0)),     % nothing was written
+    ok = iommap:close(I),
+    ok = emmap:close(M),
+    file:delete(F).
+
 %%% ---------------------------------------------------------------------------
 %%% Counters
 %%% ---------------------------------------------------------------------------
