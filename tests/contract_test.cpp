@@ -1122,13 +1122,18 @@ TEST(Races, ConcurrentGrowsNeverShrink) {
   EXPECT_EQ(file_size(d.file("grow")), m->size());
 }
 
+// In a child process (in_child): a 256 KiB tmpfs mounted over `dir` in a
+// mount namespace of the child's own, so nothing changes outside. False
+// where that is not allowed (no CAP_SYS_ADMIN): the test skips.
+bool mount_small_tmpfs(const std::string& dir) {
+  return ::unshare(CLONE_NEWNS) == 0 && ::mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) == 0 &&
+         ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=256k") == 0;
+}
+
 TEST(Space, FullFileSystemIsEnospcAtOpenAndResize) {
   TempDir d;
   const int rc = in_child([&] {
-    // A 256 KiB tmpfs in a mount namespace of our own: no change outside.
-    if (::unshare(CLONE_NEWNS) != 0) return 77;
-    if (::mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
-    if (::mount("tmpfs", d.path().c_str(), "tmpfs", 0, "size=256k") != 0) return 77;
+    if (!mount_small_tmpfs(d.path())) return 77;
     auto r = Mapping::open(d.file("big"), 0, 0, rw_create(1 << 20));
     if (r.ok() || r.error() != Errc::enospc) return 10;
     if (exists(d.file("big"))) return 11;
@@ -1153,9 +1158,7 @@ TEST(Space, FullFileSystemIsEnospcAtOpenAndResize) {
 TEST(Space, HolesOfASparseFileGetBlocksOrTheOpenIsEnospc) {
   TempDir d;
   const int rc = in_child([&] {
-    if (::unshare(CLONE_NEWNS) != 0) return 77;
-    if (::mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) != 0) return 77;
-    if (::mount("tmpfs", d.path().c_str(), "tmpfs", 0, "size=256k") != 0) return 77;
+    if (!mount_small_tmpfs(d.path())) return 77;
     auto sparse = [&](const char* name, off_t len) {
       const int fd = ::open(d.file(name).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
       const bool ok = fd >= 0 && ::ftruncate(fd, len) == 0;
