@@ -338,9 +338,12 @@ patomic_write_integer(Mem, Pos, V) -> erlang:error(badarg, [Mem, Pos, V]).
 %% @doc One atomic operation; returns the old value.
 -spec patomic(mmap_file(), non_neg_integer(), atomic_op(), integer()) ->
           {ok, integer()} | {error, reason()}.
-patomic(#file_descriptor{module = ?MODULE, data = R}, Pos, Op, V)
-  when is_integer(Pos), is_atom(Op), is_integer(V) ->
-    emmap_nif:patomic(R, Pos, Op, V);
+patomic(Mem, Pos, add, V) when is_integer(Pos), is_integer(V) -> patomic_add(Mem, Pos, V);
+patomic(Mem, Pos, sub, V) when is_integer(Pos), is_integer(V) -> patomic_sub(Mem, Pos, V);
+patomic(Mem, Pos, 'band', V) when is_integer(Pos), is_integer(V) -> patomic_and(Mem, Pos, V);
+patomic(Mem, Pos, 'bor', V) when is_integer(Pos), is_integer(V) -> patomic_or(Mem, Pos, V);
+patomic(Mem, Pos, 'bxor', V) when is_integer(Pos), is_integer(V) -> patomic_xor(Mem, Pos, V);
+patomic(Mem, Pos, xchg, V) when is_integer(Pos), is_integer(V) -> patomic_xchg(Mem, Pos, V);
 patomic(Mem, Pos, Op, V) ->
     erlang:error(badarg, [Mem, Pos, Op, V]).
 

@@ -4,7 +4,7 @@
 
 -export([open/5, close/1, info/1,
          pread/3, read/2, region/3, read_line/1, position/3, pwrite/3, write/2,
-         patomic/4, patomic_add/3, patomic_sub/3, patomic_and/3, patomic_or/3, patomic_xor/3,
+         patomic_add/3, patomic_sub/3, patomic_and/3, patomic_or/3, patomic_xor/3,
          patomic_xchg/3, counter_add/3, counter_sub/3, counter_xchg/3,
          patomic_cas/4, patomic_read/2, patomic_write/3,
          resize/1, resize/2, sync/3, sync_async/2, advise/4,
@@ -52,9 +52,7 @@ position(_H, _Whence, _Offset) -> ?NIF.
 pwrite(_H, _Pos, _Bin) -> ?NIF.
 -spec write(handle(), binary()) -> ok | error().
 write(_H, _Bin) -> ?NIF.
--spec patomic(handle(), integer(), atom(), integer()) -> {ok, integer()} | error().
-patomic(_H, _Pos, _Op, _Value) -> ?NIF.
-%% patomic/4 with the operation in the name (no atom to decode).
+%% One atomic operation each (emmap:patomic/4 picks one by its atom).
 -spec patomic_add(handle(), integer(), integer()) -> {ok, integer()} | error().
 patomic_add(_H, _Pos, _Value) -> ?NIF.
 -spec patomic_sub(handle(), integer(), integer()) -> {ok, integer()} | error().

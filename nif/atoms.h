@@ -64,13 +64,6 @@
   X(head, "head")                           \
   X(tail, "tail")                           \
   X(cur, "cur")                             \
-  /* atomics */                             \
-  X(add, "add")                             \
-  X(sub, "sub")                             \
-  X(band, "band")                           \
-  X(bor, "bor")                             \
-  X(bxor, "bxor")                           \
-  X(xchg, "xchg")                           \
   /* advice */                              \
   X(normal, "normal")                       \
   X(random, "random")                       \

@@ -443,28 +443,8 @@ ERL_NIF_TERM write_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
 
 // ---- atomics ----------------------------------------------------------------------
 
-ERL_NIF_TERM patomic_impl(Call& c, int, const ERL_NIF_TERM argv[]) {
-  HandleRes* h;
-  if (!c.handle(argv[0], &h)) return c.badarg();
-  const Atoms& a = c.p->atoms;
-  AtomicOp op;
-  if (argv[2] == a.add) op = AtomicOp::add;
-  else if (argv[2] == a.sub) op = AtomicOp::sub;
-  else if (argv[2] == a.band) op = AtomicOp::and_;
-  else if (argv[2] == a.bor) op = AtomicOp::or_;
-  else if (argv[2] == a.bxor) op = AtomicOp::xor_;
-  else if (argv[2] == a.xchg) op = AtomicOp::xchg;
-  else return c.badarg();
-  std::uint64_t pos;
-  std::int64_t v;
-  ERL_NIF_TERM err;
-  if (!arg_u64(c, argv[1], &pos, &err) || !arg_i64(c, argv[3], &v, &err)) return err;
-  auto r = h->map->atomic_fetch(op, pos, v, c.wait());
-  return r ? c.ok(enif_make_int64(c.env, *r)) : c.error(r.error());
-}
-
 // patomic_add(H, Pos, V) and its siblings: the operation is the function,
-// not an atom to decode. With `Counter` (emmap's counters) the old value
+// not an atom to decode (emmap:patomic/4 picks the function by its atom). With `Counter` (emmap's counters) the old value
 // comes back bare, and an error is raised as {emmap_counters, Reason}
 // (badarg stays badarg), so that the Erlang caller can tail-call this.
 template <AtomicOp Op, bool Counter = false>
@@ -1043,8 +1023,7 @@ ErlNifFunc functions[] = {
     {"position", 3, normal_entry<position_impl>, 0},      // O(1)
     {"pwrite", 3, normal_entry<pwrite_impl>, 0},          // dirty above 1 MiB or when busy
     {"write", 2, normal_entry<write_impl>, 0},            // same
-    {"patomic", 4, normal_entry<patomic_impl>, 0},        // O(1); dirty only when busy
-    {"patomic_add", 3, normal_entry<patomic_op_impl<AtomicOp::add>>, 0},  // the same, one per op
+    {"patomic_add", 3, normal_entry<patomic_op_impl<AtomicOp::add>>, 0},  // O(1); dirty only when busy
     {"patomic_sub", 3, normal_entry<patomic_op_impl<AtomicOp::sub>>, 0},
     {"patomic_and", 3, normal_entry<patomic_op_impl<AtomicOp::and_>>, 0},
     {"patomic_or", 3, normal_entry<patomic_op_impl<AtomicOp::or_>>, 0},
